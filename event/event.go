@@ -162,6 +162,9 @@ type Reason string
 const (
 	ReasonStartup Reason = "startup"
 	ReasonRequest Reason = "request"
+	// ReasonResync follows a dump that nlbridge made by itself because the
+	// kernel reported that it dropped messages (a netlink overflow).
+	ReasonResync Reason = "resync"
 )
 
 // SyncInfo is the content of a SYNC marker, published after every dump.

@@ -1,0 +1,493 @@
+//go:build linux
+
+package source
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/nlbridge/nlbridge/event"
+)
+
+const (
+	// groups are the multicast groups nlbridge joins: links, IPv4 and IPv6
+	// addresses. They are joined when the socket is bound, before any dump.
+	groups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR
+
+	// recvSize is the first receive buffer size. The kernel builds dump
+	// replies of at most 32 KiB; a larger datagram grows the buffer.
+	recvSize = 64 << 10
+
+	// maxDumpAttempts bounds the retries of a dump that the kernel keeps
+	// interrupting (NLM_F_DUMP_INTR) because the tables change under it.
+	maxDumpAttempts = 10
+
+	// rtextFilterSkipStats asks the kernel to leave the interface counters
+	// out of link dumps: nlbridge does not publish them, and they are the
+	// largest attributes of a link message.
+	rtextFilterSkipStats = 1 << 3
+)
+
+// Netlink is the rtnetlink source: one socket that has joined the link and
+// address groups, from which Run reads events and the replies to the dumps
+// that Dump asks for. Run, Dump and Stats may be called concurrently; Close
+// is called after Run has returned.
+type Netlink struct {
+	conn *netlink.Conn   // the one socket: notifications and dump replies
+	raw  syscall.RawConn // conn's descriptor, read directly into buf
+	pid  uint32          // conn's port ID, the destination of our dump replies
+	log  *slog.Logger
+	c    counters
+
+	buf []byte   // receive buffer, reused; owned by Run
+	dec *decoder // owned by Run
+
+	mu      sync.Mutex
+	running bool       // Run has started
+	closed  bool       // Run has returned: Dump fails at once
+	active  *dump      // the dump in progress, nil when none
+	queued  []*dumpReq // requests for the next dump
+	closing sync.Once  // Close is idempotent
+	closeEr error      // the first Close's result
+}
+
+// dumpReq is one caller of Dump waiting for a complete dump.
+type dumpReq struct {
+	reason event.Reason
+	done   chan dumpResult // buffered: the reader never blocks on it
+}
+
+type dumpResult struct {
+	ev  event.Event
+	err error
+}
+
+// dump is the state of the dump in progress: links first, then addresses.
+type dump struct {
+	reqs     []*dumpReq // every caller that this dump answers
+	reason   event.Reason
+	typ      uint16 // rtmGetLink or rtmGetAddr: the request in flight
+	seq      uint32 // its netlink sequence number
+	intr     bool   // the kernel flagged a message NLM_F_DUMP_INTR
+	attempts int
+	links    int
+	addrs    int
+}
+
+// Open opens the netlink socket in the configured namespace and joins the
+// link and address groups, so that no change is lost between Open and the
+// first dump. It needs no privileges in nlbridge's own namespace; watching
+// another namespace needs the right to enter it (CAP_SYS_ADMIN).
+func Open(cfg Config) (*Netlink, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	nc := &netlink.Config{Groups: groups}
+	if cfg.NetNS != "" {
+		f, err := openNetNS(cfg.NetNS)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		nc.NetNS = int(f.Fd())
+	}
+	conn, err := netlink.Dial(unix.NETLINK_ROUTE, nc)
+	if err != nil {
+		if cfg.NetNS != "" && errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("source: enter network namespace %s: %w (needs CAP_SYS_ADMIN)", cfg.NetNS, err)
+		}
+		return nil, fmt.Errorf("source: dial rtnetlink: %w", err)
+	}
+	n := &Netlink{
+		conn: conn,
+		pid:  conn.PID(),
+		log:  log,
+		buf:  make([]byte, recvSize),
+		dec:  newDecoder(),
+	}
+	if n.raw, err = conn.SyscallConn(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	if cfg.ReceiveBuffer > 0 {
+		if err := conn.SetReadBuffer(cfg.ReceiveBuffer); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("source: set receive buffer to %d bytes: %w", cfg.ReceiveBuffer, err)
+		}
+		// The kernel reports twice what it grants (it counts overhead).
+		if got, err := conn.ReadBuffer(); err == nil && got/2 < cfg.ReceiveBuffer {
+			log.Warn("socket receive buffer is smaller than configured: raise net.core.rmem_max or grant CAP_NET_ADMIN",
+				"want", cfg.ReceiveBuffer, "got", got/2)
+		}
+	}
+	return n, nil
+}
+
+// openNetNS opens a network namespace file and checks that it is one.
+func openNetNS(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("source: open network namespace: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("source: stat network namespace %s: %w", path, err)
+	}
+	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		f.Close()
+		return nil, fmt.Errorf("source: %s is not a network namespace (want a file such as /var/run/netns/NAME or /proc/PID/ns/net)", path)
+	}
+	return f, nil
+}
+
+// Run reads the socket and hands every event to h until ctx is cancelled,
+// when it returns nil. A message it cannot decode is counted, logged and
+// skipped; a kernel overflow (ENOBUFS) is counted and answered with a dump.
+// Any other receive error ends Run with that error. Run must be called once.
+func (n *Netlink) Run(ctx context.Context, h Handler) error {
+	n.mu.Lock()
+	if n.running || n.closed {
+		n.mu.Unlock()
+		return errors.New("source: Run called twice")
+	}
+	n.running = true
+	n.mu.Unlock()
+	defer n.finish()
+
+	// A deadline in the past unblocks a pending receive at once; nothing is
+	// lost, as the receive returns before it reads anything.
+	stop := context.AfterFunc(ctx, func() { _ = n.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var ev event.Event
+	for {
+		size, err := n.recv()
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.Is(err, unix.ENOBUFS):
+				n.overflow("the kernel dropped messages: socket receive buffer overflow")
+				continue
+			case errors.Is(err, errTruncated):
+				n.overflow(fmt.Sprintf("a datagram of %d bytes did not fit the %d byte buffer", size, len(n.buf)))
+				n.buf = make([]byte, 2*size)
+				continue
+			}
+			return fmt.Errorf("source: receive: %w", err)
+		}
+		n.datagram(n.buf[:size], time.Now(), h, &ev)
+	}
+}
+
+var errTruncated = errors.New("datagram truncated")
+
+// recv reads one datagram into n.buf without allocating. MSG_TRUNC makes
+// the kernel report a datagram's real size, so truncation is detected.
+func (n *Netlink) recv() (int, error) {
+	var size int
+	var errno syscall.Errno
+	err := n.raw.Read(func(fd uintptr) bool {
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd,
+			uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+		size, errno = int(r), e
+		return errno != unix.EAGAIN && errno != unix.EINTR
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, errno
+	case size > len(n.buf):
+		return size, errTruncated
+	}
+	return size, nil
+}
+
+// datagram splits one datagram into its messages and handles each.
+func (n *Netlink) datagram(b []byte, now time.Time, h Handler, ev *event.Event) {
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(binary.NativeEndian.Uint32(b[0:4]))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			n.decodeError(fmt.Errorf("malformed datagram: message length %d with %d bytes left", l, len(b)))
+			return
+		}
+		m := netlink.Message{
+			Header: netlink.Header{
+				Length:   uint32(l),
+				Type:     netlink.HeaderType(binary.NativeEndian.Uint16(b[4:6])),
+				Flags:    netlink.HeaderFlags(binary.NativeEndian.Uint16(b[6:8])),
+				Sequence: binary.NativeEndian.Uint32(b[8:12]),
+				PID:      binary.NativeEndian.Uint32(b[12:16]),
+			},
+			Data: b[unix.NLMSG_HDRLEN:l],
+		}
+		n.message(m, now, h, ev)
+		b = b[min(nlmsgAlign(l), len(b)):]
+	}
+}
+
+func nlmsgAlign(l int) int { return (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+
+// message handles one netlink message: a notification, a dump reply, or
+// the end or failure of a dump.
+func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event.Event) {
+	n.c.messages.Add(1)
+	n.mu.Lock()
+	d := n.active
+	n.mu.Unlock()
+	isDump := d != nil && m.Header.PID == n.pid && m.Header.Sequence == d.seq
+
+	if isDump {
+		if m.Header.Flags&netlink.DumpInterrupted != 0 {
+			d.intr = true
+		}
+		switch m.Header.Type {
+		case netlink.Done:
+			n.dumpPartDone(d, m, now, h)
+			return
+		case netlink.Error:
+			n.dumpFailed(d, fmt.Errorf("source: dump: %w", nlError(m.Data)))
+			return
+		}
+	}
+
+	*ev = event.Event{Time: now, Dump: isDump}
+	err := n.dec.decode(m, ev)
+	switch {
+	case errors.Is(err, errSkip):
+		n.c.skipped.Add(1)
+		return
+	case err != nil:
+		n.decodeError(fmt.Errorf("%s: %w", m.Header.Type, err))
+		return
+	}
+	if isDump {
+		if ev.Type.IsLink() {
+			d.links++
+		} else {
+			d.addrs++
+		}
+	}
+	n.c.events.Add(1)
+	h.Handle(ev)
+}
+
+// nlError returns the errno that an NLMSG_ERROR or NLMSG_DONE carries.
+func nlError(data []byte) error {
+	if len(data) < 4 {
+		return errors.New("short netlink error message")
+	}
+	if e := int32(binary.NativeEndian.Uint32(data)); e != 0 {
+		return syscall.Errno(-e)
+	}
+	return nil
+}
+
+// dumpPartDone ends the links or addresses part of the dump in progress:
+// after links it asks for addresses; after addresses it retries an
+// interrupted dump or publishes the SYNC marker and answers the callers.
+func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Handler) {
+	if err := nlError(m.Data); err != nil {
+		n.dumpFailed(d, fmt.Errorf("source: dump: %w", err))
+		return
+	}
+	n.mu.Lock()
+	if d.typ == rtmGetLink {
+		err := n.requestLocked(d, rtmGetAddr)
+		n.mu.Unlock()
+		if err != nil {
+			n.dumpFailed(d, err)
+		}
+		return
+	}
+	if d.intr {
+		d.attempts++
+		if d.attempts >= maxDumpAttempts {
+			n.mu.Unlock()
+			n.dumpFailed(d, fmt.Errorf("source: dump interrupted %d times in a row: the kernel's tables keep changing", d.attempts))
+			return
+		}
+		n.c.dumpRetries.Add(1)
+		n.log.Debug("dump interrupted by a concurrent change, retrying", "attempt", d.attempts)
+		d.intr, d.links, d.addrs = false, 0, 0
+		err := n.requestLocked(d, rtmGetLink)
+		n.mu.Unlock()
+		if err != nil {
+			n.dumpFailed(d, err)
+		}
+		return
+	}
+	n.active = nil
+	n.mu.Unlock()
+
+	marker := event.Event{Type: event.Sync, Time: now,
+		Sync: event.SyncInfo{Reason: d.reason, Links: d.links, Addrs: d.addrs}}
+	n.c.events.Add(1)
+	h.Handle(&marker)
+	n.c.dumps.Add(1)
+	for _, r := range d.reqs {
+		r.done <- dumpResult{ev: marker}
+	}
+	n.startQueued()
+}
+
+// dumpFailed answers every caller of the dump in progress with err and
+// moves on to the queued requests.
+func (n *Netlink) dumpFailed(d *dump, err error) {
+	n.log.Error("dump failed", "error", err)
+	n.mu.Lock()
+	n.active = nil
+	n.mu.Unlock()
+	for _, r := range d.reqs {
+		r.done <- dumpResult{err: err}
+	}
+	n.startQueued()
+}
+
+// startQueued starts one dump for every request queued while the last one
+// ran: they asked for the state after their request, so they share the next
+// dump rather than the one in flight.
+func (n *Netlink) startQueued() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.active == nil && len(n.queued) > 0 && !n.closed {
+		reqs := n.queued
+		n.queued = nil
+		n.startLocked(reqs)
+	}
+}
+
+// startLocked starts a dump answering reqs. n.mu is held.
+func (n *Netlink) startLocked(reqs []*dumpReq) {
+	d := &dump{reqs: reqs, reason: reqs[0].reason}
+	if err := n.requestLocked(d, rtmGetLink); err != nil {
+		for _, r := range reqs {
+			r.done <- dumpResult{err: err}
+		}
+		return
+	}
+	n.active = d
+}
+
+// requestLocked sends the dump request typ for d. n.mu is held, so that
+// the reader sees d.seq before it reads the first reply.
+func (n *Netlink) requestLocked(d *dump, typ uint16) error {
+	var data []byte
+	if typ == rtmGetLink {
+		// struct ifinfomsg, then IFLA_EXT_MASK.
+		data = make([]byte, unix.SizeofIfInfomsg+8)
+		binary.NativeEndian.PutUint16(data[16:], 8)
+		binary.NativeEndian.PutUint16(data[18:], unix.IFLA_EXT_MASK)
+		binary.NativeEndian.PutUint32(data[20:], rtextFilterSkipStats)
+	} else {
+		data = make([]byte, unix.SizeofIfAddrmsg) // AF_UNSPEC: IPv4 and IPv6
+	}
+	sent, err := n.conn.Send(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump},
+		Data:   data,
+	})
+	if err != nil {
+		return fmt.Errorf("source: request dump: %w", err)
+	}
+	d.typ, d.seq = typ, sent.Header.Sequence
+	return nil
+}
+
+// Dump asks for a full dump of links and addresses and waits until every
+// message of it and the SYNC marker that closes it have been handed to the
+// Handler; it returns that marker as the Handler left it. Requests made
+// while a dump is in flight share the next one. Dump needs Run to be
+// running, or to be started, to make progress.
+func (n *Netlink) Dump(ctx context.Context, reason event.Reason) (event.Event, error) {
+	r := &dumpReq{reason: reason, done: make(chan dumpResult, 1)}
+	n.mu.Lock()
+	switch {
+	case n.closed:
+		n.mu.Unlock()
+		return event.Event{}, ErrClosed
+	case n.active == nil:
+		n.startLocked([]*dumpReq{r})
+	default:
+		n.queued = append(n.queued, r)
+	}
+	n.mu.Unlock()
+	select {
+	case res := <-r.done:
+		return res.ev, res.err
+	case <-ctx.Done():
+		return event.Event{}, ctx.Err()
+	}
+}
+
+// overflow records lost kernel messages and schedules a dump so that
+// consumers get the current state again.
+func (n *Netlink) overflow(why string) {
+	n.c.overflows.Add(1)
+	n.log.Warn("netlink overflow: events were lost, dumping all links and addresses again", "cause", why)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.queued {
+		if r.reason == event.ReasonResync {
+			return // one resync is enough; it is not started yet
+		}
+	}
+	r := &dumpReq{reason: event.ReasonResync, done: make(chan dumpResult, 1)}
+	if n.active == nil {
+		n.startLocked([]*dumpReq{r})
+	} else {
+		n.queued = append(n.queued, r)
+	}
+}
+
+// decodeError counts a message that could not be decoded. The first is
+// logged as a warning, later ones at debug level so that a kernel that
+// sends many cannot flood the log.
+func (n *Netlink) decodeError(err error) {
+	level := slog.LevelDebug
+	if n.c.decodeErrors.Add(1) == 1 {
+		level = slog.LevelWarn
+	}
+	n.log.Log(context.Background(), level, "skipped a netlink message that could not be decoded (further ones are logged at debug level)", "error", err)
+}
+
+// finish fails every pending dump once Run has returned.
+func (n *Netlink) finish() {
+	n.mu.Lock()
+	n.closed = true
+	var reqs []*dumpReq
+	if n.active != nil {
+		reqs = append(reqs, n.active.reqs...)
+		n.active = nil
+	}
+	reqs = append(reqs, n.queued...)
+	n.queued = nil
+	n.mu.Unlock()
+	for _, r := range reqs {
+		r.done <- dumpResult{err: ErrClosed}
+	}
+}
+
+// Stats returns the source's counters.
+func (n *Netlink) Stats() Stats { return n.c.stats() }
+
+// Close closes the socket. Call it after Run has returned; it is idempotent.
+func (n *Netlink) Close() error {
+	n.closing.Do(func() { n.closeEr = n.conn.Close() })
+	return n.closeEr
+}

@@ -1,0 +1,140 @@
+//go:build linux
+
+package source
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nlbridge/nlbridge/event"
+	"github.com/nlbridge/nlbridge/internal/nstest"
+)
+
+// recorder is a Handler that keeps copies of what it is handed.
+type recorder struct {
+	mu  sync.Mutex
+	evs []event.Event
+	new chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{new: make(chan struct{}, 1)} }
+
+func (r *recorder) Handle(ev *event.Event) {
+	r.mu.Lock()
+	r.evs = append(r.evs, *ev)
+	r.mu.Unlock()
+	select {
+	case r.new <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until some event satisfies ok and returns it.
+func (r *recorder) waitFor(t *testing.T, what string, ok func(*event.Event) bool) event.Event {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for seen := 0; ; {
+		r.mu.Lock()
+		evs := r.evs[seen:]
+		seen = len(r.evs)
+		r.mu.Unlock()
+		for i := range evs {
+			if ok(&evs[i]) {
+				return evs[i]
+			}
+		}
+		select {
+		case <-r.new:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// startSource runs a source on ns until the test ends.
+func startSource(t *testing.T, ns *nstest.NS, h Handler) *Netlink {
+	t.Helper()
+	src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 1 << 20})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		src.Close()
+	})
+	return src
+}
+
+func TestIntegrationDumpAndEvents(t *testing.T) {
+	ns := nstest.New(t)
+	a, b := ns.AddVeth(t, "va", "vb")
+	ns.AddAddr(t, a, netip.MustParsePrefix("192.0.2.1/24"))
+	ns.SetUp(t, a, true)
+	ns.AddAddr(t, a, netip.MustParsePrefix("2001:db8::1/64"))
+
+	rec := newRecorder()
+	src := startSource(t, ns, rec)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	marker, err := src.Dump(ctx, event.ReasonStartup)
+	if err != nil {
+		t.Fatalf("Dump: %v", err)
+	}
+	// lo, va, vb; 192.0.2.1, 2001:db8::1, and va's link-local address
+	// (va is up, its peer is down: no carrier, but IPv6 link-local is
+	// still configured when the device comes up).
+	if marker.Type != event.Sync || marker.Sync.Links != 3 || marker.Sync.Reason != event.ReasonStartup {
+		t.Fatalf("marker = %+v, want SYNC with 3 links, reason startup", marker)
+	}
+	rec.mu.Lock()
+	dumped := append([]event.Event(nil), rec.evs...)
+	rec.mu.Unlock()
+	var links, addrs int
+	for _, ev := range dumped {
+		if !ev.Dump && ev.Type != event.Sync {
+			continue
+		}
+		switch {
+		case ev.Type.IsLink():
+			links++
+		case ev.Type.IsAddr():
+			addrs++
+			if ev.Addr.Ifname == "" {
+				t.Errorf("dumped address %s has no interface name", ev.Addr.Address)
+			}
+		}
+	}
+	if links != marker.Sync.Links || addrs != marker.Sync.Addrs {
+		t.Errorf("dump had %d links and %d addresses, marker says %d and %d", links, addrs, marker.Sync.Links, marker.Sync.Addrs)
+	}
+
+	ns.SetMTU(t, b, 1400)
+	got := rec.waitFor(t, "NEWLINK vb mtu 1400", func(ev *event.Event) bool {
+		return ev.Type == event.NewLink && ev.Link.Index == b && ev.Link.MTU == 1400
+	})
+	if got.Dump || got.Link.Name != "vb" || got.Link.Kind != "veth" || got.Link.Parent != a {
+		t.Errorf("event = %+v, want vb, kind veth, parent %d, not a dump", got.Link, a)
+	}
+	ns.DelAddr(t, a, netip.MustParsePrefix("192.0.2.1/24"))
+	del := rec.waitFor(t, "DELADDR 192.0.2.1", func(ev *event.Event) bool {
+		return ev.Type == event.DelAddr && ev.Addr.Address == netip.MustParseAddr("192.0.2.1")
+	})
+	if del.Addr.Ifname != "va" || del.Addr.PrefixLen != 24 || del.Addr.Broadcast != netip.MustParseAddr("192.0.2.255") {
+		t.Errorf("DELADDR = %+v, want va 192.0.2.1/24 brd 192.0.2.255", del.Addr)
+	}
+	ns.DelLink(t, a)
+	rec.waitFor(t, "DELLINK va", func(ev *event.Event) bool { return ev.Type == event.DelLink && ev.Link.Index == a })
+	rec.waitFor(t, "DELLINK vb", func(ev *event.Event) bool { return ev.Type == event.DelLink && ev.Link.Index == b })
+	if s := src.Stats(); s.DecodeErrors != 0 || s.Dumps != 1 {
+		t.Errorf("stats = %+v, want no decode errors and one dump", s)
+	}
+}

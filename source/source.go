@@ -1,0 +1,76 @@
+// Package source reads the kernel's rtnetlink link and address events and
+// decodes them into events. One goroutine owns the netlink socket: it reads
+// multicast notifications and the replies to dump requests from that one
+// socket, so that every message reaches the Handler in the order the kernel
+// queued it. A consumer that applies the events in that order ends equal to
+// the kernel.
+package source
+
+import (
+	"errors"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/nlbridge/nlbridge/event"
+)
+
+// Handler receives every event, in kernel order, from the goroutine that
+// owns the socket. Handle must not keep ev after it returns and should not
+// block: while it runs nothing is read from the kernel. It may stamp ev's
+// Host, Boot, Seq and Sync.FirstSeq; Dump returns the SYNC event as the
+// Handler left it.
+type Handler interface {
+	Handle(ev *event.Event)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ev *event.Event)
+
+// Handle calls f(ev).
+func (f HandlerFunc) Handle(ev *event.Event) { f(ev) }
+
+// Config configures a Netlink source.
+type Config struct {
+	// NetNS is the path of the network namespace to watch, such as
+	// /var/run/netns/blue. Empty means the namespace nlbridge runs in.
+	NetNS string
+	// ReceiveBuffer is the socket receive buffer in bytes. The kernel caps
+	// it at net.core.rmem_max unless nlbridge has CAP_NET_ADMIN.
+	ReceiveBuffer int
+	// Logger receives the source's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrClosed is returned by Dump when the source stops before the dump is
+// complete.
+var ErrClosed = errors.New("source: closed")
+
+// Stats are the source's counters since it was opened.
+type Stats struct {
+	Messages     uint64 // netlink messages read
+	Events       uint64 // events handed to the Handler, SYNC markers included
+	Skipped      uint64 // valid messages not published, such as bridge port notifications
+	DecodeErrors uint64 // messages that could not be decoded and were skipped
+	Overflows    uint64 // times the kernel reported lost messages (ENOBUFS)
+	Dumps        uint64 // completed dumps
+	DumpRetries  uint64 // dumps restarted because the kernel interrupted them
+}
+
+// counters are the atomic form of Stats: read by any goroutine, written by
+// the one that owns the socket.
+type counters struct {
+	messages, events, skipped, decodeErrors atomic.Uint64
+	overflows, dumps, dumpRetries           atomic.Uint64
+}
+
+func (c *counters) stats() Stats {
+	return Stats{
+		Messages:     c.messages.Load(),
+		Events:       c.events.Load(),
+		Skipped:      c.skipped.Load(),
+		DecodeErrors: c.decodeErrors.Load(),
+		Overflows:    c.overflows.Load(),
+		Dumps:        c.dumps.Load(),
+		DumpRetries:  c.dumpRetries.Load(),
+	}
+}
