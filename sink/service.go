@@ -1,0 +1,179 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nlbridge/nlbridge/event"
+)
+
+// Dumper publishes a full dump through the sink and returns its SYNC marker
+// as published (source.Netlink is a Dumper).
+type Dumper interface {
+	Dump(ctx context.Context, reason event.Reason) (event.Event, error)
+}
+
+// ServiceName is the NATS micro service name that `nats micro ls` lists.
+const ServiceName = "nlbridge"
+
+const (
+	// maxInFlight bounds the dump requests being served at once; more get a
+	// 503 reply rather than a goroutine each.
+	maxInFlight = 1024
+	// dumpTimeout bounds how long one request waits for its dump.
+	dumpTimeout = 30 * time.Second
+)
+
+// DumpRequest is the body of a dump request. An empty body is the same as
+// {}.
+type DumpRequest struct{}
+
+// DumpReply is the reply to a dump request, sent once every message of the
+// dump and its SYNC marker have reached the NATS server.
+type DumpReply struct {
+	Host     string `json:"host"`
+	Boot     string `json:"boot"`
+	Links    int    `json:"links"`
+	Addrs    int    `json:"addrs"`
+	FirstSeq uint64 `json:"first_seq"` // seq of the dump's first message
+	LastSeq  uint64 `json:"last_seq"`  // seq of the SYNC marker that closed it
+}
+
+// ParseDumpRequest checks a request body: empty, or a JSON object with no
+// unknown fields.
+func ParseDumpRequest(body []byte) (DumpRequest, error) {
+	var req DumpRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("bad dump request: %w (want an empty body or a JSON object)", err)
+	}
+	if dec.More() {
+		return req, errors.New("bad dump request: trailing data after the JSON object")
+	}
+	return req, nil
+}
+
+// Service is the NATS micro service that answers dump requests on
+// <control>.<host>.dump and, for the whole fleet, on <control>.dump.
+type Service struct {
+	svc    micro.Service
+	sink   *NATS
+	dumper Dumper
+	ctx    context.Context // cancelled by Stop
+	cancel context.CancelFunc
+	slots  chan struct{} // one per request in flight
+
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup // requests in flight
+}
+
+// NewService registers the dump service on the sink's connection.
+func NewService(s *NATS, d Dumper, version string) (*Service, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Service{sink: s, dumper: d, ctx: ctx, cancel: cancel, slots: make(chan struct{}, maxInFlight)}
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     version,
+		Description: "Publishes Linux rtnetlink link and address events to NATS; answers dump requests",
+		Metadata:    map[string]string{"host": s.host, "boot": s.boot},
+		// Every bridge answers a fleet-wide request, not one of a queue.
+		QueueGroupDisabled: true,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("sink: add micro service: %w", err)
+	}
+	for _, ep := range []struct{ name, subject string }{
+		{"dump", s.subj.HostDump()},
+		{"dump-all", s.subj.FleetDump()},
+	} {
+		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(srv.handle), micro.WithEndpointSubject(ep.subject)); err != nil {
+			_ = svc.Stop()
+			cancel()
+			return nil, fmt.Errorf("sink: add endpoint %s on %s: %w", ep.name, ep.subject, err)
+		}
+	}
+	srv.svc = svc
+	return srv, nil
+}
+
+// handle runs on the subscription's goroutine: it checks the request and
+// serves it on a goroutine of its own, so that concurrent requests can
+// share one dump.
+func (srv *Service) handle(req micro.Request) {
+	if _, err := ParseDumpRequest(req.Data()); err != nil {
+		_ = req.Error("400", err.Error(), nil)
+		return
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.stopped {
+		_ = req.Error("503", "nlbridge is shutting down", nil)
+		return
+	}
+	select {
+	case srv.slots <- struct{}{}:
+	default:
+		_ = req.Error("503", "too many dump requests in flight", nil)
+		return
+	}
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		defer func() { <-srv.slots }()
+		srv.serve(req)
+	}()
+}
+
+// serve asks for a dump and replies once the server has all of it.
+func (srv *Service) serve(req micro.Request) {
+	ctx, cancel := context.WithTimeout(srv.ctx, dumpTimeout)
+	defer cancel()
+	marker, err := srv.dumper.Dump(ctx, event.ReasonRequest)
+	if err == nil {
+		err = srv.sink.Flush(ctx)
+	}
+	if err != nil {
+		_ = req.Error("500", "dump failed: "+err.Error(), nil)
+		return
+	}
+	_ = req.RespondJSON(DumpReply{
+		Host:     srv.sink.host,
+		Boot:     srv.sink.boot,
+		Links:    marker.Sync.Links,
+		Addrs:    marker.Sync.Addrs,
+		FirstSeq: marker.Sync.FirstSeq,
+		LastSeq:  marker.Seq,
+	})
+}
+
+// Stop stops taking requests, fails those in flight and waits for them.
+// It is idempotent.
+func (srv *Service) Stop() error {
+	srv.mu.Lock()
+	was := srv.stopped
+	srv.stopped = true
+	srv.mu.Unlock()
+	if was {
+		return nil
+	}
+	err := srv.svc.Stop()
+	srv.cancel()
+	srv.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("sink: stop service: %w", err)
+	}
+	return nil
+}
