@@ -4,6 +4,9 @@ package source
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"testing"
@@ -137,4 +140,30 @@ func TestIntegrationDumpAndEvents(t *testing.T) {
 	if s := src.Stats(); s.DecodeErrors != 0 || s.Dumps != 1 {
 		t.Errorf("stats = %+v, want no decode errors and one dump", s)
 	}
+}
+
+// FuzzDatagram feeds arbitrary datagrams to the reader's splitter: it never
+// panics, hands on only well-formed events and counts what it skips.
+func FuzzDatagram(f *testing.F) {
+	b, _ := vethMessage().MarshalBinary()
+	msg := make([]byte, 16+len(b))
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], rtmNewLink)
+	copy(msg[16:], b)
+	f.Add(append(append([]byte{}, msg...), msg...))
+	f.Add(msg[:20])
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := &Netlink{dec: newDecoder(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		var ev event.Event
+		n.datagram(data, time.Now(), HandlerFunc(func(ev *event.Event) {
+			if ev.Type.IsLink() && ev.Link.Name == "" || ev.Type.IsAddr() && !ev.Addr.Address.IsValid() || ev.Type == 0 {
+				t.Fatalf("handed on a malformed event %+v", ev)
+			}
+		}), &ev)
+		s := n.Stats()
+		if s.Events+s.Skipped+s.DecodeErrors < s.Messages {
+			t.Fatalf("stats %+v: messages unaccounted for", s)
+		}
+	})
 }
