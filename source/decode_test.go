@@ -1,6 +1,7 @@
 package source
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -40,6 +41,41 @@ func vethMessage() *rtnetlink.LinkMessage {
 	}
 }
 
+// linkBytes marshals a hand-made link message as the kernel would send it:
+// rtnetlink's MarshalBinary leaves out the family and IFLA_CARRIER, so they
+// are patched in here.
+func linkBytes(tb testing.TB, m *rtnetlink.LinkMessage) []byte {
+	tb.Helper()
+	b, err := m.MarshalBinary()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b[0] = byte(m.Family)
+	if m.Attributes != nil && m.Attributes.Carrier != nil {
+		b = append(b, 5, 0, iflaCarrier, 0, *m.Attributes.Carrier, 0, 0, 0)
+	}
+	return b
+}
+
+// addrBytes marshals a hand-made address message as the kernel would send
+// it: rtnetlink's MarshalBinary leaves out IFA_CACHEINFO, so it is appended
+// here.
+func addrBytes(tb testing.TB, m *rtnetlink.AddressMessage) []byte {
+	tb.Helper()
+	b, err := m.MarshalBinary()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if m.Attributes != nil && m.Attributes.CacheInfo != (rtnetlink.CacheInfo{}) {
+		ci := m.Attributes.CacheInfo
+		b = append(b, 20, 0, ifaCacheinfo, 0)
+		for _, v := range []uint32{ci.Preferred, ci.Valid, ci.Created, ci.Updated} {
+			b = binary.NativeEndian.AppendUint32(b, v)
+		}
+	}
+	return b
+}
+
 func TestDecodeLink(t *testing.T) {
 	want := event.Link{
 		Index: 7, Name: "eth0.100", Kind: "veth", State: event.OperUp,
@@ -48,28 +84,15 @@ func TestDecodeLink(t *testing.T) {
 	}
 	d := newDecoder()
 	var ev event.Event
-	if err := d.link(rtmNewLink, vethMessage(), &ev); err != nil {
-		t.Fatalf("link: %v", err)
+	b := linkBytes(t, vethMessage())
+	if err := d.decode(netlink.Message{Header: netlink.Header{Type: rtmNewLink}, Data: b}, &ev); err != nil {
+		t.Fatalf("decode: %v", err)
 	}
 	if ev.Type != event.NewLink || !reflect.DeepEqual(ev.Link, want) {
 		t.Errorf("got %v %+v\nwant NEWLINK %+v", ev.Type, ev.Link, want)
 	}
 	if !ev.Link.Enabled() || !ev.Link.Running() {
 		t.Errorf("Enabled, Running = %v, %v, want true, true", ev.Link.Enabled(), ev.Link.Running())
-	}
-
-	// The same message through the byte path (as read from the socket).
-	b, err := vethMessage().MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev = event.Event{}
-	if err := d.decode(netlink.Message{Header: netlink.Header{Type: rtmNewLink}, Data: b}, &ev); err != nil {
-		t.Fatalf("decode: %v", err)
-	}
-	want.Carrier = false // rtnetlink's MarshalBinary does not write IFLA_CARRIER
-	if !reflect.DeepEqual(ev.Link, want) {
-		t.Errorf("decoded from bytes: %+v\nwant %+v", ev.Link, want)
 	}
 	// The MAC must not alias the receive buffer, which is reused.
 	for i := range b {
@@ -86,7 +109,7 @@ func TestDecodeLinkMinimal(t *testing.T) {
 		Name: "lo", MTU: 65536, Type: 1, OperationalState: rtnetlink.OperStateUnknown,
 	}}
 	var ev event.Event
-	if err := newDecoder().link(rtmNewLink, m, &ev); err != nil {
+	if err := newDecoder().link(rtmNewLink, linkBytes(t, m), &ev); err != nil {
 		t.Fatal(err)
 	}
 	want := event.Link{Index: 1, Name: "lo", Flags: 0x8, MTU: 65536, State: event.OperUnknown}
@@ -108,9 +131,24 @@ func TestDecodeLinkErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var ev event.Event
-		err := newDecoder().link(rtmDelLink, tt.msg, &ev)
+		err := newDecoder().link(rtmDelLink, linkBytes(t, tt.msg), &ev)
 		if skipped := errors.Is(err, errSkip); err == nil || skipped != tt.skip {
 			t.Errorf("%s: err = %v, want skip=%v", tt.name, err, tt.skip)
+		}
+	}
+}
+
+func TestDecodeLinkBadAttribute(t *testing.T) {
+	b := linkBytes(t, vethMessage())
+	for _, bad := range [][]byte{
+		{6, 0, iflaMTU, 0, 1, 2, 0, 0}, // a 2-byte MTU
+		{40, 0, iflaMTU, 0},            // longer than the message
+		{2, 0},                         // shorter than an attribute header
+	} {
+		var ev event.Event
+		err := newDecoder().link(rtmNewLink, append(append([]byte{}, b...), bad...), &ev)
+		if err == nil || errors.Is(err, errSkip) {
+			t.Errorf("attribute % x: err = %v, want a decode error", bad, err)
 		}
 	}
 }
@@ -120,16 +158,12 @@ func TestDecodeLinkErrors(t *testing.T) {
 func TestDecodeBridgePortRelease(t *testing.T) {
 	d := newDecoder()
 	var ev event.Event
-	if err := d.link(rtmNewLink, vethMessage(), &ev); err != nil {
+	if err := d.link(rtmNewLink, linkBytes(t, vethMessage()), &ev); err != nil {
 		t.Fatal(err)
 	}
 	port := vethMessage()
 	port.Family = afBridge
-	b, err := port.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[0] = afBridge // rtnetlink always marshals AF_UNSPEC
+	b := linkBytes(t, port)
 	if err := d.decode(netlink.Message{Header: netlink.Header{Type: rtmDelLink}, Data: b}, &ev); !errors.Is(err, errSkip) {
 		t.Fatalf("AF_BRIDGE DELLINK: err = %v, want errSkip", err)
 	}
@@ -141,7 +175,7 @@ func TestDecodeBridgePortRelease(t *testing.T) {
 func TestDecodeAddr(t *testing.T) {
 	d := newDecoder()
 	var lev event.Event
-	if err := d.link(rtmNewLink, vethMessage(), &lev); err != nil {
+	if err := d.link(rtmNewLink, linkBytes(t, vethMessage()), &lev); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -191,7 +225,7 @@ func TestDecodeAddr(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		var ev event.Event
-		if err := d.addr(tt.typ, tt.msg, &ev); err != nil {
+		if err := d.addr(tt.typ, addrBytes(t, tt.msg), &ev); err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
@@ -202,11 +236,8 @@ func TestDecodeAddr(t *testing.T) {
 		if ev.Type != wantType || !reflect.DeepEqual(ev.Addr, tt.want) {
 			t.Errorf("%s:\n got %v %+v\nwant %v %+v", tt.name, ev.Type, ev.Addr, wantType, tt.want)
 		}
-		// And through the byte path.
-		b, err := tt.msg.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
+		// And through decode, as the reader calls it.
+		b := addrBytes(t, tt.msg)
 		ev = event.Event{}
 		if err := d.decode(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(tt.typ)}, Data: b}, &ev); err != nil {
 			t.Errorf("%s: decode: %v", tt.name, err)
@@ -222,9 +253,8 @@ func TestDecodeAddrErrors(t *testing.T) {
 		msg  *rtnetlink.AddressMessage
 		skip bool
 	}{
-		{"other family", &rtnetlink.AddressMessage{Family: 17, Index: 1, Attributes: &rtnetlink.AddressAttributes{}}, true},
+		{"other family", &rtnetlink.AddressMessage{Family: 17, Index: 1}, true},
 		{"no attributes", &rtnetlink.AddressMessage{Family: afInet, Index: 1}, false},
-		{"no address", &rtnetlink.AddressMessage{Family: afInet, Index: 1, Attributes: &rtnetlink.AddressAttributes{Label: "x"}}, false},
 		{"ipv6 bytes in ipv4", &rtnetlink.AddressMessage{Family: afInet, Index: 1,
 			Attributes: &rtnetlink.AddressAttributes{Address: net.ParseIP("2001:db8::1")}}, false},
 		{"prefix too long", &rtnetlink.AddressMessage{Family: afInet, Index: 1, PrefixLength: 33,
@@ -232,9 +262,21 @@ func TestDecodeAddrErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var ev event.Event
-		err := newDecoder().addr(rtmNewAddr, tt.msg, &ev)
+		err := newDecoder().addr(rtmNewAddr, addrBytes(t, tt.msg), &ev)
 		if skipped := errors.Is(err, errSkip); err == nil || skipped != tt.skip {
 			t.Errorf("%s: err = %v, want skip=%v", tt.name, err, tt.skip)
+		}
+	}
+	// Raw messages that rtnetlink cannot build.
+	for _, raw := range [][]byte{
+		{afInet, 24, 0, 0, 1, 0, 0, 0, 6, 0, ifaLabel, 0, 'x', 0, 0, 0},   // no address at all
+		{afInet, 24, 0, 0, 1, 0, 0, 0, 8, 0, ifaCacheinfo, 0, 1, 2, 3, 4}, // short IFA_CACHEINFO
+		{afInet, 24, 0, 0, 1, 0, 0, 0, 6, 0, ifaFlags, 0, 1, 2, 0, 0},     // 2-byte IFA_FLAGS
+		{afInet6, 64, 0, 0}, // short header
+	} {
+		var ev event.Event
+		if err := newDecoder().addr(rtmNewAddr, raw, &ev); err == nil || errors.Is(err, errSkip) {
+			t.Errorf("message % x: err = %v, want a decode error", raw, err)
 		}
 	}
 }
@@ -244,10 +286,10 @@ func TestDecodeAddrErrors(t *testing.T) {
 func TestDecodeNameAfterDelLink(t *testing.T) {
 	d := newDecoder()
 	var ev event.Event
-	if err := d.link(rtmNewLink, vethMessage(), &ev); err != nil {
+	if err := d.link(rtmNewLink, linkBytes(t, vethMessage()), &ev); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.link(rtmDelLink, vethMessage(), &ev); err != nil {
+	if err := d.link(rtmDelLink, linkBytes(t, vethMessage()), &ev); err != nil {
 		t.Fatal(err)
 	}
 	if ev.Type != event.DelLink {
@@ -258,14 +300,14 @@ func TestDecodeNameAfterDelLink(t *testing.T) {
 	}
 	del := &rtnetlink.AddressMessage{Family: afInet6, PrefixLength: 64, Index: 7,
 		Attributes: &rtnetlink.AddressAttributes{Address: net.ParseIP("2001:db8::1")}}
-	if err := d.addr(rtmDelAddr, del, &ev); err != nil || ev.Addr.Ifname != "eth0.100" {
+	if err := d.addr(rtmDelAddr, addrBytes(t, del), &ev); err != nil || ev.Addr.Ifname != "eth0.100" {
 		t.Errorf("DELADDR after DELLINK: ifname %q, err %v, want eth0.100", ev.Addr.Ifname, err)
 	}
 	// The grave is bounded: after graveSize more deletions the name is gone.
 	for i := range uint32(graveSize) {
 		m := vethMessage()
 		m.Index, m.Attributes.Name = 100+i, "x"
-		if err := d.link(rtmDelLink, m, &ev); err != nil {
+		if err := d.link(rtmDelLink, linkBytes(t, m), &ev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -279,11 +321,11 @@ func TestDecodeRename(t *testing.T) {
 	d := newDecoder()
 	var ev event.Event
 	m := vethMessage()
-	if err := d.link(rtmNewLink, m, &ev); err != nil {
+	if err := d.link(rtmNewLink, linkBytes(t, m), &ev); err != nil {
 		t.Fatal(err)
 	}
 	m.Attributes.Name = "uplink0"
-	if err := d.link(rtmNewLink, m, &ev); err != nil {
+	if err := d.link(rtmNewLink, linkBytes(t, m), &ev); err != nil {
 		t.Fatal(err)
 	}
 	if name, _ := d.name(7); name != "uplink0" {
@@ -294,8 +336,7 @@ func TestDecodeRename(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes as every message type: decoding never
 // panics, and either fails cleanly or yields an event of the right kind.
 func FuzzDecode(f *testing.F) {
-	b, _ := vethMessage().MarshalBinary()
-	f.Add(uint16(rtmNewLink), b)
+	f.Add(uint16(rtmNewLink), linkBytes(f, vethMessage()))
 	a, _ := (&rtnetlink.AddressMessage{Family: afInet6, PrefixLength: 64, Index: 7,
 		Attributes: &rtnetlink.AddressAttributes{Address: net.ParseIP("2001:db8::1")}}).MarshalBinary()
 	f.Add(uint16(rtmNewAddr), a)

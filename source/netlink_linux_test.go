@@ -145,7 +145,7 @@ func TestIntegrationDumpAndEvents(t *testing.T) {
 // FuzzDatagram feeds arbitrary datagrams to the reader's splitter: it never
 // panics, hands on only well-formed events and counts what it skips.
 func FuzzDatagram(f *testing.F) {
-	b, _ := vethMessage().MarshalBinary()
+	b := linkBytes(f, vethMessage())
 	msg := make([]byte, 16+len(b))
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
 	binary.NativeEndian.PutUint16(msg[4:], rtmNewLink)
