@@ -8,10 +8,13 @@
 package nstest
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
 
@@ -57,6 +60,27 @@ func New(t testing.TB) *NS {
 		f.Close() // the last reference: the kernel deletes the namespace and its links
 	})
 	return ns
+}
+
+// Open opens the existing namespace at path (such as /proc/PID/ns/net) for
+// the rest of the test; the namespace belongs to whoever made it.
+func Open(t testing.TB, path string) *NS {
+	t.Helper()
+	SkipUnlessRoot(t)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("nstest: %v", err)
+	}
+	conn, err := rtnetlink.Dial(&netlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		f.Close()
+		t.Fatalf("nstest: dial rtnetlink in %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		f.Close()
+	})
+	return &NS{Path: path, file: f, conn: conn}
 }
 
 // unshareNetNS creates a namespace on a locked thread, keeps a descriptor
@@ -222,5 +246,92 @@ func (ns *NS) DelAddr(t testing.TB, index uint32, p netip.Prefix) {
 	t.Helper()
 	if err := ns.conn.Address.Delete(addrMessage(index, p)); err != nil {
 		t.Fatalf("nstest: delete address %s from link %d: %v", p, index, err)
+	}
+}
+
+// Link returns the kernel's current message for the link with index i.
+func (ns *NS) Link(t testing.TB, i uint32) rtnetlink.LinkMessage {
+	t.Helper()
+	l, err := ns.conn.Link.Get(i)
+	if err != nil {
+		t.Fatalf("nstest: get link %d: %v", i, err)
+	}
+	return l
+}
+
+// DialIn dials addr from inside the network namespace at path, so that a
+// test can reach a server listening on the loopback of another namespace.
+// The socket keeps its namespace; the thread that made it is discarded.
+func DialIn(path, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, so no other
+		// goroutine ever runs in the other namespace.
+		runtime.LockOSThread()
+		f, err := os.Open(path)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("setns %s: %w", path, err)}
+			return
+		}
+		c, err := net.Dial(network, addr)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// Command returns cmd's output after running it inside the namespace, as
+// `ip netns exec` would: the child is forked from a thread that entered
+// the namespace, and that thread is discarded afterwards.
+func (ns *NS) Command(name string, stdin io.Reader, args ...string) ([]byte, error) {
+	type result struct {
+		out []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		if err := unix.Setns(int(ns.file.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("setns: %w", err)}
+			return
+		}
+		cmd := exec.Command(name, args...)
+		cmd.Stdin = stdin
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			err = fmt.Errorf("%s %v: %w: %s", name, args, err, stderr.Bytes())
+		}
+		ch <- result{out, err}
+	}()
+	r := <-ch
+	return r.out, r.err
+}
+
+// AddVethPairs creates n veth pairs named <prefix>a<i> and <prefix>b<i>,
+// each end with an IPv4 and an IPv6 address, with one `ip -batch` run.
+func (ns *NS) AddVethPairs(t testing.TB, prefix string, n int) {
+	t.Helper()
+	var batch bytes.Buffer
+	for i := range n {
+		a, b := fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i)
+		fmt.Fprintf(&batch, "link add %s type veth peer name %s\n", a, b)
+		fmt.Fprintf(&batch, "address add 10.%d.%d.1/30 dev %s\n", i>>8&0xff, i&0xff, a)
+		fmt.Fprintf(&batch, "address add 10.%d.%d.2/30 dev %s\n", i>>8&0xff, i&0xff, b)
+		fmt.Fprintf(&batch, "address add 2001:db8:%x::1/64 dev %s nodad\n", i, a)
+		fmt.Fprintf(&batch, "address add 2001:db8:%x::2/64 dev %s nodad\n", i, b)
+	}
+	if _, err := ns.Command("ip", &batch, "-batch", "-"); err != nil {
+		t.Fatalf("nstest: %v", err)
 	}
 }
