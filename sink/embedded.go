@@ -22,7 +22,9 @@ func StartEmbedded(listen string, log *slog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: embedded NATS server: bad port %q", portStr)
 	}
-	if port != 0 {
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as its default, 4222
+	} else {
 		// nats-server only logs a listen failure; find it out first so that
 		// the error says what is wrong.
 		ln, err := net.Listen("tcp", listen)

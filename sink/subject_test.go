@@ -2,6 +2,7 @@ package sink
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -126,3 +127,5 @@ func TestSubjects(t *testing.T) {
 		t.Errorf("Events() = %q", s.Events())
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRealMainUsage(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "nlbridge.yaml")
+	if err := os.WriteFile(bad, []byte("host: web-01\nnetlink:\n  recieve_buffer: 4MiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badValue := filepath.Join(dir, "value.yaml")
+	if err := os.WriteFile(badValue, []byte("encoding: xml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args       []string
+		code       int
+		stdout     string
+		stderrPart string
+	}{
+		{[]string{"version"}, 0, "nlbridge " + version + "\n", ""},
+		{[]string{"help"}, 0, usage, ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"run", "--config", bad}, 2, "", "nlbridge.yaml:3: netlink.recieve_buffer: unknown key"},
+		{[]string{"--config", badValue}, 2, "", `value.yaml:1: encoding: "xml" is not one of json, cbor`},
+		{[]string{"run", "--config", filepath.Join(dir, "missing.yaml")}, 2, "", "missing.yaml"},
+		{[]string{"run", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{[]string{"run", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"run", "--help"}, 0, "", "Usage: nlbridge run"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := realMain(tt.args, &stdout, &stderr)
+		if code != tt.code || stdout.String() != tt.stdout && tt.stdout != "" || !strings.Contains(stderr.String(), tt.stderrPart) {
+			t.Errorf("nlbridge %v: exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr containing %q",
+				tt.args, code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderrPart)
+		}
+	}
+}
