@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,4 +167,48 @@ func FuzzDatagram(f *testing.F) {
 			t.Fatalf("stats %+v: messages unaccounted for", s)
 		}
 	})
+}
+
+// TestIntegrationDumpInterrupted dumps a namespace whose links and
+// addresses keep changing: the kernel flags such dumps NLM_F_DUMP_INTR, and
+// every Dump must still complete, retried until the kernel has given a
+// consistent one.
+func TestIntegrationDumpInterrupted(t *testing.T) {
+	ns := nstest.New(t)
+	ns.AddVethPairs(t, "p", 300)
+	src := startSource(t, ns, HandlerFunc(func(*event.Event) {}))
+	churn, stopChurn := context.WithCancel(context.Background())
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		for i := 0; churn.Err() == nil; i++ {
+			// Adding and deleting links and addresses moves the
+			// generation counters that the kernel checks during a dump.
+			if _, err := ns.Command("ip", strings.NewReader(
+				"link add churn0 type veth peer name churn1\n"+
+					"address add 192.0.2.1/24 dev churn0\n"+
+					"link del churn0\n"), "-batch", "-"); err != nil {
+				t.Errorf("churn: %v", err)
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := 0; i < 40 && src.Stats().DumpRetries == 0; i++ {
+		marker, err := src.Dump(ctx, event.ReasonRequest)
+		if err != nil {
+			t.Fatalf("Dump %d: %v", i, err)
+		}
+		if marker.Sync.Links < 600 {
+			t.Errorf("Dump %d: %d links, want at least 600", i, marker.Sync.Links)
+		}
+	}
+	stopChurn()
+	<-churned
+	s := src.Stats()
+	t.Logf("dumps %d, retried %d", s.Dumps, s.DumpRetries)
+	if s.DumpRetries == 0 {
+		t.Errorf("stats = %+v: no dump was interrupted and retried", s)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
@@ -53,6 +54,20 @@ func testPipeline(t *testing.T, enc config.Encoding) {
 	// v0.1 with two addresses, v0p, then SYNC.
 	syncAt := events.waitFor(0, "startup SYNC", func(m msg) bool { return m.subject == pre+"sync" })
 	dump := events.all()[:syncAt+1]
+	// The connection carries its configured name (nats server report
+	// connections shows it).
+	connz, err := srv.Connz(&server.ConnzOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range connz.Conns {
+		names = append(names, c.Name)
+	}
+	if !slices.Contains(names, "nlbridge-itest") {
+		t.Errorf("connection names %q, want one named nlbridge-itest", names)
+	}
+
 	boot := dump[0].str("boot")
 	if len(boot) != 16 {
 		t.Errorf("boot = %q, want 16 hex digits", boot)
