@@ -1,8 +1,15 @@
 package encode
 
 import (
-	"encoding/binary"
+	"bytes"
+	"fmt"
+	"math/bits"
+	"net"
+	"net/netip"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -10,13 +17,12 @@ import (
 // CBOR encodes events as CBOR (RFC 8949) maps with the same text keys, in
 // the same order, and the same values as JSON; times and IP addresses are
 // text strings, not tagged values. Lengths are definite and integers take
-// their shortest form, so the output is what fxamacker/cbor writes for the
-// equivalent struct. Its zero value is ready to use and it is safe for
+// their shortest form. Its zero value is ready to use and it is safe for
 // concurrent use.
 //
-// CBOR writes the few kinds of head the messages need itself rather than
-// going through a general encoder; see BenchmarkCBORLinkReflect for the
-// difference.
+// CBOR fills structs that mirror the message, reused from one Append to the
+// next, and has fxamacker/cbor/v2 encode them. Once warm, it allocates only
+// the strings it formats: the time and the MAC or IP addresses.
 type CBOR struct{}
 
 // ContentType returns "application/cbor".
@@ -27,56 +33,227 @@ func (CBOR) Append(dst []byte, ev *event.Event) ([]byte, error) {
 	if err := check(ev); err != nil {
 		return dst, err
 	}
-	w := writer{buf: dst, cbor: true}
-	w.appendEvent(ev)
-	return w.buf, nil
-}
-
-// appendHead appends the head of a data item of the given major type with
-// argument n, in its shortest form (RFC 8949, section 3).
-func appendHead(dst []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(dst, m|byte(n))
-	case n <= 0xff:
-		return append(dst, m|24, byte(n))
-	case n <= 0xffff:
-		return append(dst, m|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(dst, m|26), uint32(n))
+	s := cborStates.Get().(*cborState)
+	defer s.release()
+	if err := cborMode.MarshalToBuffer(s.fill(ev), &s.buf); err != nil {
+		// Not expected: the mirror structs hold only strings, integers,
+		// booleans and slices of strings.
+		return dst, fmt.Errorf("%w: %v: %w", ErrInvalidEvent, ev.Type, err)
 	}
-	return binary.BigEndian.AppendUint64(append(dst, m|27), n)
+	return append(dst, s.buf.Bytes()...), nil
 }
 
-// appendCBORString appends s as a text string. CBOR text must be valid
-// UTF-8, so each byte that is not part of valid UTF-8 becomes U+FFFD, as in
-// the JSON encoding.
-func appendCBORString(dst []byte, s string) []byte {
+// cborMode encodes the mirror structs: with SortNone, struct fields in the
+// order they are declared, which is the wire order; definite lengths; no
+// tags. fxamacker/cbor always writes integers and lengths in their
+// shortest form.
+var cborMode = func() cbor.UserBufferEncMode {
+	em, err := cbor.EncOptions{
+		Sort:          cbor.SortNone,
+		IndefLength:   cbor.IndefLengthForbidden,
+		NilContainers: cbor.NilContainerAsEmpty, // flags is an array, even with no flags
+		TagsMd:        cbor.TagsForbidden,
+	}.UserBufferEncMode()
+	if err != nil {
+		panic("encode: CBOR options: " + err.Error())
+	}
+	return em
+}()
+
+// The mirror structs. Their fields are in wire order and their omitempty
+// keys are the ones JSON leaves out.
+type (
+	cborHeader struct {
+		V    int    `cbor:"v"`
+		Type string `cbor:"type"`
+		Host string `cbor:"host"`
+		Boot string `cbor:"boot"`
+		Seq  uint64 `cbor:"seq"`
+		Time string `cbor:"time"`
+	}
+
+	// cborEvent is a NEWLINK, DELLINK, NEWADDR or DELADDR message.
+	cborEvent struct {
+		cborHeader
+		Dump bool      `cbor:"dump"`
+		Link *cborLink `cbor:"link,omitempty"`
+		Addr *cborAddr `cbor:"addr,omitempty"`
+	}
+
+	// cborSync is a SYNC message.
+	cborSync struct {
+		cborHeader
+		Reason   string `cbor:"reason"`
+		Links    int    `cbor:"links"`
+		Addrs    int    `cbor:"addrs"`
+		FirstSeq uint64 `cbor:"first_seq"`
+	}
+
+	cborLink struct {
+		Index   uint32   `cbor:"index"`
+		Name    string   `cbor:"name"`
+		Kind    string   `cbor:"kind"`
+		State   string   `cbor:"state"`
+		Enabled bool     `cbor:"enabled"`
+		Running bool     `cbor:"running"`
+		MTU     uint32   `cbor:"mtu"`
+		MAC     string   `cbor:"mac,omitempty"`
+		Master  uint32   `cbor:"master,omitempty"`
+		Parent  uint32   `cbor:"parent,omitempty"`
+		Alias   string   `cbor:"alias,omitempty"`
+		Carrier bool     `cbor:"carrier"`
+		Flags   []string `cbor:"flags"`
+	}
+
+	cborAddr struct {
+		Index     uint32   `cbor:"index"`
+		Ifname    string   `cbor:"ifname"`
+		Family    string   `cbor:"family"`
+		Address   string   `cbor:"address"`
+		Peer      string   `cbor:"peer,omitempty"`
+		PrefixLen uint8    `cbor:"prefix_len"`
+		Broadcast string   `cbor:"broadcast,omitempty"`
+		Scope     string   `cbor:"scope"`
+		Label     string   `cbor:"label,omitempty"`
+		Flags     []string `cbor:"flags"`
+		// Lifetimes are left out when they are event.Forever.
+		ValidLft     *uint32 `cbor:"valid_lft,omitempty"`
+		PreferredLft *uint32 `cbor:"preferred_lft,omitempty"`
+	}
+)
+
+// cborState is what one Append works in: the mirror structs and the buffer
+// that fxamacker/cbor writes to, reused through cborStates so that Append
+// allocates only the strings it formats.
+type cborState struct {
+	buf   bytes.Buffer
+	event cborEvent
+	sync  cborSync
+	link  cborLink
+	addr  cborAddr
+	flags [32]string // backs Flags
+}
+
+var cborStates = sync.Pool{New: func() any { return new(cborState) }}
+
+// release clears s, so that the pool holds on to nothing of the event, and
+// puts it back in the pool.
+func (s *cborState) release() {
+	s.buf.Reset()
+	s.event, s.sync, s.link, s.addr = cborEvent{}, cborSync{}, cborLink{}, cborAddr{}
+	clear(s.flags[:])
+	cborStates.Put(s)
+}
+
+// fill sets the mirror of ev, which check has accepted, and returns it.
+func (s *cborState) fill(ev *event.Event) any {
+	var tm [len(timeShape)]byte
+	h := cborHeader{
+		V:    event.SchemaVersion,
+		Type: ev.Type.String(),
+		Host: validUTF8(ev.Host),
+		Boot: validUTF8(ev.Boot),
+		Seq:  ev.Seq,
+		Time: string(appendTime(tm[:0], ev.Time)),
+	}
+	if ev.Type == event.Sync {
+		s.sync = cborSync{
+			cborHeader: h,
+			Reason:     validUTF8(string(ev.Sync.Reason)),
+			Links:      ev.Sync.Links,
+			Addrs:      ev.Sync.Addrs,
+			FirstSeq:   ev.Sync.FirstSeq,
+		}
+		return &s.sync
+	}
+	s.event = cborEvent{cborHeader: h, Dump: ev.Dump}
+	if ev.Type.IsLink() {
+		s.fillLink(&ev.Link)
+		s.event.Link = &s.link
+	} else {
+		s.fillAddr(&ev.Addr)
+		s.event.Addr = &s.addr
+	}
+	return &s.event
+}
+
+func (s *cborState) fillLink(l *event.Link) {
+	s.link = cborLink{
+		Index:   l.Index,
+		Name:    validUTF8(l.Name),
+		Kind:    validUTF8(l.Kind),
+		State:   stateNames[l.State],
+		Enabled: l.Enabled(),
+		Running: l.Running(),
+		MTU:     l.MTU,
+		MAC:     macText(l.MAC),
+		Master:  l.Master,
+		Parent:  parent(l),
+		Alias:   validUTF8(l.Alias),
+		Carrier: l.Carrier,
+		Flags:   s.flagList(l.Flags, &linkFlagNames),
+	}
+}
+
+func (s *cborState) fillAddr(a *event.Addr) {
+	s.addr = cborAddr{
+		Index:     a.Index,
+		Ifname:    validUTF8(a.Ifname),
+		Family:    a.Family.String(),
+		Address:   ipText(a.Address),
+		Peer:      ipText(a.Peer),
+		PrefixLen: a.PrefixLen,
+		Broadcast: ipText(a.Broadcast),
+		Scope:     scopeNames[a.Scope],
+		Label:     validUTF8(a.Label),
+		Flags:     s.flagList(a.Flags, addrFlagNames(a.Family)),
+	}
+	if a.ValidLft != event.Forever {
+		s.addr.ValidLft = &a.ValidLft
+	}
+	if a.PreferredLft != event.Forever {
+		s.addr.PreferredLft = &a.PreferredLft
+	}
+}
+
+// flagList returns the names of the bits set in v, in bit order.
+func (s *cborState) flagList(v uint32, names *[32]string) []string {
+	list := s.flags[:0]
+	for v != 0 {
+		i := bits.TrailingZeros32(v)
+		v &^= 1 << i
+		list = append(list, names[i])
+	}
+	return list
+}
+
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as encoding/json writes it. CBOR text must be valid
+// UTF-8 and fxamacker/cbor writes strings as they are. Valid strings, which
+// are nearly all, are returned as they are, without a copy.
+func validUTF8(s string) string {
 	if utf8.ValidString(s) {
-		dst = appendHead(dst, majorText, uint64(len(s)))
-		return append(dst, s...)
+		return s
 	}
-	n := 0
-	for i := 0; i < len(s); {
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			n += len(string(utf8.RuneError))
-		} else {
-			n += size
-		}
-		i += size
+	// Converting to runes decodes as utf8.DecodeRuneInString does: an
+	// invalid byte becomes one U+FFFD and decoding resumes after it.
+	return string([]rune(s))
+}
+
+// macText returns hw as text, "" for none.
+func macText(hw net.HardwareAddr) string {
+	if len(hw) == 0 {
+		return ""
 	}
-	dst = appendHead(dst, majorText, uint64(n))
-	start := 0
-	for i := 0; i < len(s); {
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = utf8.AppendRune(dst, utf8.RuneError)
-			start = i + 1
-		}
-		i += size
+	var b [3 * 8]byte // room for most addresses; longer ones grow the slice
+	return string(appendMAC(b[:0], hw))
+}
+
+// ipText returns ip as text without its zone, as jsonIP writes it, or ""
+// for an invalid address.
+func ipText(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
 	}
-	return append(dst, s[start:]...)
+	return ip.WithZone("").String()
 }

@@ -4,8 +4,12 @@
 // (encode.CBOR). Both write the same keys in the same order with the same
 // values, as described by the JSON Schema in package schema: times and IP
 // addresses are text in both, and strings that are not valid UTF-8 have each
-// bad byte replaced by U+FFFD, as encoding/json does. Both encoders append
-// to a caller's buffer and allocate nothing when it has room.
+// bad byte replaced by U+FFFD, as encoding/json does.
+//
+// Both encoders append to a caller's buffer. JSON writes the bytes itself
+// and allocates nothing when the buffer has room; CBOR has
+// fxamacker/cbor/v2 encode structs that mirror the message and allocates
+// only the few strings it formats.
 package encode
 
 import (

@@ -7,8 +7,11 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -42,9 +45,10 @@ func FuzzJSONString(f *testing.F) {
 	})
 }
 
-// FuzzCBORString checks that appendCBORString writes a valid text string
-// that decodes to what the JSON encoding decodes to.
-func FuzzCBORString(f *testing.F) {
+// FuzzValidUTF8 checks that validUTF8 makes any string into what the JSON
+// encoding decodes to, which a strict CBOR decoder accepts, and that it
+// returns valid strings without copying them.
+func FuzzValidUTF8(f *testing.F) {
 	for _, s := range stringSeeds {
 		f.Add([]byte(s))
 	}
@@ -54,21 +58,25 @@ func FuzzCBORString(f *testing.F) {
 		if err := json.Unmarshal(appendJSONString(nil, s), &want); err != nil {
 			t.Fatal(err)
 		}
-		enc := appendCBORString(nil, s)
-		var got string
-		if err := cbor.Unmarshal(enc, &got); err != nil {
-			t.Fatalf("appendCBORString(%q) = %x: %v", s, enc, err)
-		}
+		got := validUTF8(s)
 		if got != want {
-			t.Errorf("appendCBORString(%q) decodes to %q, want %q", s, got, want)
+			t.Errorf("validUTF8(%q) = %q, want %q", s, got, want)
 		}
-		if direct, _ := cbor.Marshal(want); !bytes.Equal(enc, direct) {
-			t.Errorf("appendCBORString(%q) = %x, want %x", s, enc, direct)
+		if utf8.ValidString(s) && unsafe.StringData(got) != unsafe.StringData(s) {
+			t.Errorf("validUTF8(%q) copied a valid string", s)
+		}
+		enc, err := cborMode.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dec string
+		if err := strictCBOR.Unmarshal(enc, &dec); err != nil || dec != want {
+			t.Errorf("CBOR of validUTF8(%q) = %x, decodes to %q, %v; want %q", s, enc, dec, err, want)
 		}
 	})
 }
 
-// FuzzTime checks that the writer formats times as time.Time.Format does
+// FuzzTime checks that appendTime formats times as time.Time.Format does
 // with timeLayout.
 func FuzzTime(f *testing.F) {
 	f.Add(int64(0), int64(0))
@@ -80,17 +88,17 @@ func FuzzTime(f *testing.F) {
 		if tm.Before(minTime) || !tm.Before(maxTime) {
 			t.Skip()
 		}
-		w := writer{}
-		w.time(tm)
-		want := `"` + tm.UTC().Format(timeLayout) + `"`
-		if string(w.buf) != want {
-			t.Errorf("time(%v) = %s, want %s", tm, w.buf, want)
+		got := appendTime(nil, tm)
+		if want := tm.UTC().Format(timeLayout); string(got) != want {
+			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
 		}
 	})
 }
 
-// FuzzEvent checks both encoders against encoding/json and fxamacker/cbor
-// encoding the mirror struct, for events built from arbitrary values.
+// FuzzEvent checks both encoders, for events built from arbitrary values:
+// JSON against encoding/json encoding the mirror struct, and CBOR against
+// JSON (the same document and key order, through a strict decoder) and
+// against fxamacker/cbor encoding the mirror struct.
 func FuzzEvent(f *testing.F) {
 	f.Add(uint8(event.NewLink), "veth0", "veth", uint32(0x11043), []byte{2, 0x42, 0xac, 0x11, 0, 2}, uint32(3), uint64(42), int64(123456789))
 	f.Add(uint8(event.NewAddr), "eth0", "", uint32(0x1201), []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint32(86400), uint64(43), int64(0))
@@ -160,12 +168,22 @@ func FuzzEvent(f *testing.F) {
 		if !bytes.Equal(j, want) {
 			t.Errorf("JSON:\ngot  %s\nwant %s", j, want)
 		}
+		var doc any
+		if err := strictCBOR.Unmarshal(c, &doc); err != nil {
+			t.Fatalf("CBOR: %v\n%x", err, c)
+		}
+		if diff := cmp.Diff(norm(t, decodeJSON(t, j)), norm(t, doc)); diff != "" {
+			t.Errorf("CBOR and JSON differ (-json +cbor):\n%s", diff)
+		}
+		if diff := cmp.Diff(jsonKeys(t, j), cborKeys(t, c)); diff != "" {
+			t.Errorf("CBOR and JSON keys differ (-json +cbor):\n%s", diff)
+		}
 		want, err = cbor.Marshal(toMirror(&ev, true))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(c, want) {
-			t.Errorf("CBOR:\ngot  %x\nwant %x", c, want)
+			t.Errorf("CBOR differs from the mirror struct's:\ngot  %x\nwant %x", c, want)
 		}
 	})
 }

@@ -1,6 +1,9 @@
 package encode
 
 import (
+	"math/bits"
+	"net/netip"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/nlbridge/nlbridge/event"
@@ -8,19 +11,133 @@ import (
 
 // JSON encodes events as JSON objects with the keys in a fixed order. Its
 // zero value is ready to use and it is safe for concurrent use.
+//
+// JSON writes the messages itself, byte for byte as encoding/json writes
+// the equivalent struct but without reflection or allocation; see
+// BenchmarkJSONLinkReflect for the difference.
 type JSON struct{}
 
 // ContentType returns "application/json".
 func (JSON) ContentType() string { return "application/json" }
 
-// Append appends ev as one JSON object, without a trailing newline.
+// Append appends ev as one JSON object, without a trailing newline. It
+// allocates nothing when dst has room.
 func (JSON) Append(dst []byte, ev *event.Event) ([]byte, error) {
 	if err := check(ev); err != nil {
 		return dst, err
 	}
-	w := writer{buf: dst}
-	w.appendEvent(ev)
-	return w.buf, nil
+	b := jsonUint(dst, `{"v":`, event.SchemaVersion)
+	b = jsonString(b, `,"type":`, ev.Type.String())
+	b = jsonString(b, `,"host":`, ev.Host)
+	b = jsonString(b, `,"boot":`, ev.Boot)
+	b = jsonUint(b, `,"seq":`, ev.Seq)
+	b = append(appendTime(append(b, `,"time":"`...), ev.Time), '"')
+	switch {
+	case ev.Type == event.Sync:
+		b = jsonString(b, `,"reason":`, string(ev.Sync.Reason))
+		b = jsonInt(b, `,"links":`, ev.Sync.Links)
+		b = jsonInt(b, `,"addrs":`, ev.Sync.Addrs)
+		b = jsonUint(b, `,"first_seq":`, ev.Sync.FirstSeq)
+	case ev.Type.IsLink():
+		b = jsonBool(b, `,"dump":`, ev.Dump)
+		b = jsonLink(append(b, `,"link":`...), &ev.Link)
+	default:
+		b = jsonBool(b, `,"dump":`, ev.Dump)
+		b = jsonAddr(append(b, `,"addr":`...), &ev.Addr)
+	}
+	return append(b, '}'), nil
+}
+
+func jsonLink(b []byte, l *event.Link) []byte {
+	b = jsonUint(b, `{"index":`, uint64(l.Index))
+	b = jsonString(b, `,"name":`, l.Name)
+	b = jsonString(b, `,"kind":`, l.Kind)
+	b = jsonString(b, `,"state":`, stateNames[l.State])
+	b = jsonBool(b, `,"enabled":`, l.Enabled())
+	b = jsonBool(b, `,"running":`, l.Running())
+	b = jsonUint(b, `,"mtu":`, uint64(l.MTU))
+	if len(l.MAC) > 0 {
+		b = append(appendMAC(append(b, `,"mac":"`...), l.MAC), '"')
+	}
+	if l.Master != 0 {
+		b = jsonUint(b, `,"master":`, uint64(l.Master))
+	}
+	if p := parent(l); p != 0 {
+		b = jsonUint(b, `,"parent":`, uint64(p))
+	}
+	if l.Alias != "" {
+		b = jsonString(b, `,"alias":`, l.Alias)
+	}
+	b = jsonBool(b, `,"carrier":`, l.Carrier)
+	b = jsonFlags(b, l.Flags, &linkFlagNames)
+	return append(b, '}')
+}
+
+func jsonAddr(b []byte, a *event.Addr) []byte {
+	b = jsonUint(b, `{"index":`, uint64(a.Index))
+	b = jsonString(b, `,"ifname":`, a.Ifname)
+	b = jsonString(b, `,"family":`, a.Family.String())
+	b = jsonIP(b, `,"address":`, a.Address)
+	if a.Peer.IsValid() {
+		b = jsonIP(b, `,"peer":`, a.Peer)
+	}
+	b = jsonUint(b, `,"prefix_len":`, uint64(a.PrefixLen))
+	if a.Broadcast.IsValid() {
+		b = jsonIP(b, `,"broadcast":`, a.Broadcast)
+	}
+	b = jsonString(b, `,"scope":`, scopeNames[a.Scope])
+	if a.Label != "" {
+		b = jsonString(b, `,"label":`, a.Label)
+	}
+	b = jsonFlags(b, a.Flags, addrFlagNames(a.Family))
+	if a.ValidLft != event.Forever {
+		b = jsonUint(b, `,"valid_lft":`, uint64(a.ValidLft))
+	}
+	if a.PreferredLft != event.Forever {
+		b = jsonUint(b, `,"preferred_lft":`, uint64(a.PreferredLft))
+	}
+	return append(b, '}')
+}
+
+// The functions below append a member: its key, given with the
+// punctuation before it, and its value.
+
+func jsonString(b []byte, key, s string) []byte {
+	return appendJSONString(append(b, key...), s)
+}
+
+func jsonUint(b []byte, key string, u uint64) []byte {
+	return strconv.AppendUint(append(b, key...), u, 10)
+}
+
+func jsonInt(b []byte, key string, i int) []byte {
+	return strconv.AppendInt(append(b, key...), int64(i), 10)
+}
+
+func jsonBool(b []byte, key string, v bool) []byte {
+	return strconv.AppendBool(append(b, key...), v)
+}
+
+// jsonIP writes an address without its zone: the index of the interface is
+// already in the message, and the schema's ipv6 format has no zones.
+func jsonIP(b []byte, key string, ip netip.Addr) []byte {
+	b = ip.WithZone("").AppendTo(append(append(b, key...), '"'))
+	return append(b, '"')
+}
+
+// jsonFlags writes the "flags" member: the names of the bits set in v, in
+// bit order.
+func jsonFlags(b []byte, v uint32, names *[32]string) []byte {
+	b = append(b, `,"flags":[`...)
+	for first := true; v != 0; first = false {
+		i := bits.TrailingZeros32(v)
+		v &^= 1 << i
+		if !first {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, names[i])
+	}
+	return append(b, ']')
 }
 
 // appendJSONString appends s as a JSON string exactly as json.Marshal
