@@ -18,13 +18,15 @@ const SchemaVersion = 1
 // Type says what happened. Its String form is the "type" field on the wire.
 type Type uint8
 
-// The event types. Sync is not a kernel event: it closes every dump.
+// The event types. Sync is not a kernel event: it closes every dump. Begin
+// opens one; it tells the sink what the dump is for and is never published.
 const (
 	NewLink Type = iota + 1
 	DelLink
 	NewAddr
 	DelAddr
 	Sync
+	Begin
 )
 
 var typeNames = [...]string{
@@ -33,6 +35,7 @@ var typeNames = [...]string{
 	NewAddr: "NEWADDR",
 	DelAddr: "DELADDR",
 	Sync:    "SYNC",
+	Begin:   "BEGIN",
 }
 
 // String returns the wire name of t, such as "NEWLINK".
@@ -77,10 +80,23 @@ type Event struct {
 	Boot string
 	Seq  uint64
 
+	// Changed marks, on a NEWLINK or NEWADDR that updates an object already
+	// published, which published fields differ: bit i names LinkFields[i]
+	// or AddrFields[i]. Zero on new objects and on dump messages.
+	Changed uint32
+
 	Link Link
 	Addr Addr
-	Sync SyncInfo
+	Sync SyncInfo // on Begin and Sync
 }
+
+// LinkFields names the link fields that Event.Changed can mark, by bit.
+var LinkFields = []string{"name", "kind", "state", "enabled", "running", "mtu", "mac",
+	"master", "parent", "alias", "carrier", "flags"}
+
+// AddrFields names the address fields that Event.Changed can mark, by bit.
+var AddrFields = []string{"ifname", "peer", "broadcast", "scope", "label", "flags",
+	"valid_lft", "preferred_lft"}
 
 // Link is the state of one network interface, as the kernel reported it.
 type Link struct {
@@ -163,15 +179,27 @@ const (
 	ReasonStartup Reason = "startup"
 	ReasonRequest Reason = "request"
 	// ReasonResync follows a dump that nlbridge made by itself because the
-	// kernel reported that it dropped messages (a netlink overflow).
+	// kernel reported that it dropped messages (a netlink overflow); only
+	// the differences from what was published are published.
 	ReasonResync Reason = "resync"
+	// ReasonReconnect follows the reconciliation after nlbridge
+	// (re)connected to NATS: what changed while it could not publish.
+	ReasonReconnect Reason = "reconnect"
 )
 
-// SyncInfo is the content of a SYNC marker, published after every dump.
+// Full reports whether a dump for reason r publishes every object (startup
+// and request dumps) rather than only the differences from what was
+// published (resync).
+func (r Reason) Full() bool { return r == ReasonStartup || r == ReasonRequest }
+
+// SyncInfo describes a dump: on Begin, what it is for; on the SYNC marker
+// published after it, what it held.
 type SyncInfo struct {
 	Reason Reason
-	Links  int // links in the dump
-	Addrs  int // addresses in the dump
+	// Interface narrows a dump to one interface name; empty for all.
+	Interface string
+	Links     int // links in the dump
+	Addrs     int // addresses in the dump
 	// FirstSeq is the seq of the dump's first message, stamped by the sink.
 	FirstSeq uint64
 }

@@ -1,0 +1,181 @@
+package state
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/nlbridge/nlbridge/event"
+)
+
+func link(typ event.Type, index uint32, name string, mtu uint32) *event.Event {
+	return &event.Event{Type: typ, Link: event.Link{Index: index, Name: name, MTU: mtu, Flags: event.IFFUp}}
+}
+
+func addr(typ event.Type, index uint32, ifname, a string) *event.Event {
+	p := netip.MustParsePrefix(a)
+	return &event.Event{Type: typ, Addr: event.Addr{Index: index, Ifname: ifname, Family: event.Inet,
+		Address: p.Addr(), PrefixLen: uint8(p.Bits()), ValidLft: event.Forever, PreferredLft: event.Forever}}
+}
+
+// publish runs an event through the table as the sink does, with ok as the
+// publish result, and returns what Update said.
+func publish(t *Table, ev *event.Event, ok bool) (bool, uint32, bool) {
+	known, changed, was := t.Update(ev)
+	t.Published(ev, ok)
+	return known, changed, was
+}
+
+// summary lists events as "TYPE name/address".
+func summary(evs []event.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.Type.IsLink() {
+			out = append(out, fmt.Sprintf("%v %s", ev.Type, ev.Link.Name))
+		} else {
+			out = append(out, fmt.Sprintf("%v %s", ev.Type, ev.Addr.Address))
+		}
+	}
+	return out
+}
+
+func TestUpdateChanges(t *testing.T) {
+	tb := New()
+	if known, _, _ := publish(tb, link(event.NewLink, 2, "eth0", 1500), true); known {
+		t.Error("a new link is known")
+	}
+	known, changed, was := publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
+	if !known || changed != 0 || !was {
+		t.Errorf("repeated NEWLINK: known %v changed %b published %v, want true 0 true", known, changed, was)
+	}
+	ev := link(event.NewLink, 2, "eth0", 9000)
+	ev.Link.Flags = 0
+	_, changed, _ = publish(tb, ev, true)
+	var names []string
+	for i, n := range event.LinkFields {
+		if changed&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if want := []string{"enabled", "mtu", "flags"}; !slices.Equal(names, want) {
+		t.Errorf("changed = %v, want %v", names, want)
+	}
+	a := addr(event.NewAddr, 2, "eth0", "192.0.2.1/24")
+	publish(tb, a, true)
+	a2 := addr(event.NewAddr, 2, "eth0", "192.0.2.1/24")
+	a2.Addr.Flags = 0x40
+	if _, changed, _ := publish(tb, a2, true); changed != 1<<5 {
+		t.Errorf("address flags change: changed = %b, want flags (bit 5)", changed)
+	}
+	if l, n := tb.Len(); l != 1 || n != 1 {
+		t.Errorf("Len = %d, %d, want 1, 1", l, n)
+	}
+}
+
+// While publishing fails, the table keeps one pending change per object,
+// however often it changed, and the deletions of what consumers held.
+func TestDirty(t *testing.T) {
+	tb := New()
+	publish(tb, link(event.NewLink, 1, "lo", 65536), true)
+	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
+	publish(tb, link(event.NewLink, 3, "gone", 1500), true)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), true)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.2/24"), true)
+	if d := tb.Dirty(); len(d) != 0 {
+		t.Fatalf("Dirty after successful publishes = %v", summary(d))
+	}
+	// An outage: nothing reaches NATS.
+	for mtu := uint32(1000); mtu < 2000; mtu++ {
+		publish(tb, link(event.NewLink, 2, "eth0", mtu), false)
+	}
+	publish(tb, link(event.DelLink, 3, "gone", 1500), false)
+	publish(tb, addr(event.DelAddr, 2, "eth0", "192.0.2.2/24"), false)
+	publish(tb, link(event.NewLink, 4, "new0", 1500), false)
+	publish(tb, link(event.NewLink, 5, "brief", 1500), false)
+	publish(tb, link(event.DelLink, 5, "brief", 1500), false)
+	got := summary(tb.Dirty())
+	want := []string{"DELADDR 192.0.2.2", "DELLINK gone", "DELLINK brief", "NEWLINK eth0", "NEWLINK new0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Dirty = %v\nwant  %v", got, want)
+	}
+	if d := tb.Dirty(); d[3].Link.MTU != 1999 {
+		t.Errorf("pending eth0 has mtu %d, want the last, 1999", d[3].Link.MTU)
+	}
+	// Reconciled: all published.
+	for _, ev := range tb.Dirty() {
+		tb.Published(&ev, true)
+	}
+	if d := tb.Dirty(); len(d) != 0 {
+		t.Errorf("Dirty after reconciling = %v", summary(d))
+	}
+	if l, a := tb.Len(); l != 3 || a != 1 {
+		t.Errorf("Len = %d, %d, want 3 links (lo eth0 new0), 1 address", l, a)
+	}
+}
+
+func TestVanished(t *testing.T) {
+	tb := New()
+	for _, ev := range []*event.Event{
+		link(event.NewLink, 1, "lo", 65536), link(event.NewLink, 2, "eth0", 1500), link(event.NewLink, 3, "eth1", 1500),
+		addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), addr(event.NewAddr, 3, "eth1", "198.51.100.1/24"),
+		addr(event.NewAddr, 3, "eth1", "198.51.100.2/24"),
+	} {
+		publish(tb, ev, true)
+	}
+	// A dump shows lo, eth1 and one of its addresses; an event during the
+	// dump shows a new link, which must not count as vanished.
+	tb.BeginDump()
+	for _, ev := range []*event.Event{
+		link(event.NewLink, 1, "lo", 65536), link(event.NewLink, 3, "eth1", 1500),
+		addr(event.NewAddr, 3, "eth1", "198.51.100.1/24"), link(event.NewLink, 9, "late", 1500),
+	} {
+		publish(tb, ev, true)
+	}
+	got := summary(tb.Vanished(""))
+	want := []string{"DELADDR 192.0.2.1", "DELADDR 198.51.100.2", "DELLINK eth0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Vanished = %v, want %v", got, want)
+	}
+	// A narrowed dump only vanishes objects of its interface.
+	tb.BeginDump()
+	publish(tb, link(event.NewLink, 1, "lo", 65536), true)
+	if got := summary(tb.Vanished("late")); !slices.Equal(got, []string{"DELLINK late"}) {
+		t.Errorf("Vanished(late) = %v, want [DELLINK late]", got)
+	}
+}
+
+// A DELLINK takes the link's addresses with it.
+func TestDelLinkDropsAddresses(t *testing.T) {
+	tb := New()
+	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), true)
+	publish(tb, link(event.DelLink, 2, "eth0", 1500), true)
+	if l, a := tb.Len(); l != 0 || a != 0 {
+		t.Errorf("Len after DELLINK = %d, %d, want 0, 0", l, a)
+	}
+	// The kernel's own DELADDR may follow: it is not known any more.
+	if known, _, _ := publish(tb, addr(event.DelAddr, 2, "eth0", "192.0.2.1/24"), true); known {
+		t.Error("address of a deleted link still known")
+	}
+}
+
+func BenchmarkUpdate(b *testing.B) {
+	tb := New()
+	evs := make([]*event.Event, 0, 2000)
+	for i := range uint32(1000) {
+		evs = append(evs, link(event.NewLink, i+1, fmt.Sprintf("veth%d", i), 1500),
+			addr(event.NewAddr, i+1, fmt.Sprintf("veth%d", i), fmt.Sprintf("10.%d.%d.1/24", i>>8, i&0xff)))
+	}
+	for _, ev := range evs {
+		publish(tb, ev, true)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ev := evs[i%len(evs)]
+		i++
+		ev.Link.MTU++
+		publish(tb, ev, true)
+	}
+}
