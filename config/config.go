@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -95,6 +96,10 @@ type Dump struct {
 	// OnStart publishes every link and address when nlbridge starts.
 	// Default: true.
 	OnStart bool
+	// MinInterval is the least time between the end of one requested dump
+	// and the start of the next: requests that come sooner wait and share
+	// one dump. Default: 1s; 0 to 1h.
+	MinInterval time.Duration
 }
 
 const (
@@ -116,7 +121,7 @@ func Default() Config {
 		},
 		Encoding: EncodingJSON,
 		Subjects: Subjects{Prefix: "netlink", Control: "nlbridge"},
-		Dump:     Dump{OnStart: true},
+		Dump:     Dump{OnStart: true, MinInterval: time.Second},
 	}
 }
 
@@ -210,6 +215,9 @@ func (c Config) check() *invalidError {
 	}
 	if err := checkSubject(ctl); err != nil {
 		return invalid("subjects.control", err)
+	}
+	if d := c.Dump.MinInterval; d < 0 || d > time.Hour {
+		return invalid("dump.min_interval", fmt.Errorf("%v is out of range 0s..1h", d))
 	}
 	if strings.HasPrefix(p+".", ctl+".") || strings.HasPrefix(ctl+".", p+".") {
 		// Reported on the section, as either key may be the one set.

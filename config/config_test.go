@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 const example = "../config.example.yaml"
@@ -92,6 +93,8 @@ var goodInputs = []struct {
 		want: func(c *Config) { c.Subjects.Control = "netlinks" },
 	},
 	{name: "dump false", in: "dump:\n  on_start: false\n", want: func(c *Config) { c.Dump.OnStart = false }},
+	{name: "min interval", in: "dump:\n  min_interval: 250ms\n", want: func(c *Config) { c.Dump.MinInterval = 250 * time.Millisecond }},
+	{name: "min interval 0", in: "dump:\n  min_interval: 0s\n", want: func(c *Config) { c.Dump.MinInterval = 0 }},
 	{name: "dump True", in: "dump:\n  on_start: True\n"},
 }
 
@@ -149,6 +152,10 @@ var badInputs = []struct {
 	{"host sequence", "host: [a]\n", "test.yaml:1: host: want a string, got sequence"},
 	{"host custom tag", "host: !name web\n", `test.yaml:1: host: want a string, got !name "web"`},
 	{"host binary", "host: !!binary d2Vi\n", `test.yaml:1: host: want a string, got !!binary "d2Vi"`},
+	{"duration integer", "dump:\n  min_interval: 5\n", "test.yaml:2: dump.min_interval: want a duration such as 1s or 250ms, got integer 5"},
+	{"duration bad", "dump:\n  min_interval: soon\n", `test.yaml:2: dump.min_interval: "soon" is not a duration such as 1s or 250ms`},
+	{"duration negative", "dump:\n  min_interval: -1s\n", "test.yaml:2: dump.min_interval: -1s is out of range 0s..1h"},
+	{"duration long", "dump:\n  min_interval: 2h\n", "test.yaml:2: dump.min_interval: 2h0m0s is out of range 0s..1h"},
 	{"bool string", "dump:\n  on_start: maybe\n", `test.yaml:2: dump.on_start: want a boolean, got string "maybe"`},
 	{"bool quoted", "dump:\n  on_start: \"true\"\n", `test.yaml:2: dump.on_start: want a boolean, got string "true"`},
 	{"bool yes", "dump:\n  on_start: yes\n", `test.yaml:2: dump.on_start: want a boolean, got string "yes"`},
@@ -333,7 +340,7 @@ func TestDefault(t *testing.T) {
 		},
 		Encoding: "json",
 		Subjects: Subjects{Prefix: "netlink", Control: "nlbridge"},
-		Dump:     Dump{OnStart: true},
+		Dump:     Dump{OnStart: true, MinInterval: time.Second},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {

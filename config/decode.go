@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -34,6 +35,7 @@ var schema = []field{
 	),
 	section("dump",
 		leaf("on_start", boolean, func(c *Config) *bool { return &c.Dump.OnStart }),
+		leaf("min_interval", duration, func(c *Config) *time.Duration { return &c.Dump.MinInterval }),
 	),
 }
 
@@ -195,6 +197,18 @@ func boolean(n *yaml.Node) (bool, error) {
 		return false, fmt.Errorf("%q is not a boolean", n.Value)
 	}
 	return b, nil
+}
+
+// duration accepts a Go duration string such as "1s" or "250ms".
+func duration(n *yaml.Node) (time.Duration, error) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != strTag {
+		return 0, fmt.Errorf("want a duration such as 1s or 250ms, got %s", describe(n))
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 1s or 250ms", n.Value)
+	}
+	return d, nil
 }
 
 // size accepts a byte count as an integer or a string with a unit.

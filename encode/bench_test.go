@@ -62,19 +62,21 @@ func benchmarkReflect(b *testing.B, forCBOR bool, ev event.Event) {
 // encoding/json and fxamacker/cbor (which reads json tags) encode it to the
 // same bytes as JSON and CBOR do, which the tests check.
 type mirror struct {
-	V        int         `json:"v"`
-	Type     string      `json:"type"`
-	Host     string      `json:"host"`
-	Boot     string      `json:"boot"`
-	Seq      uint64      `json:"seq"`
-	Time     string      `json:"time"`
-	Dump     *bool       `json:"dump,omitempty"`
-	Link     *mirrorLink `json:"link,omitempty"`
-	Addr     *mirrorAddr `json:"addr,omitempty"`
-	Reason   *string     `json:"reason,omitempty"`
-	Links    *int        `json:"links,omitempty"`
-	Addrs    *int        `json:"addrs,omitempty"`
-	FirstSeq *uint64     `json:"first_seq,omitempty"`
+	V         int         `json:"v"`
+	Type      string      `json:"type"`
+	Host      string      `json:"host"`
+	Boot      string      `json:"boot"`
+	Seq       uint64      `json:"seq"`
+	Time      string      `json:"time"`
+	Dump      *bool       `json:"dump,omitempty"`
+	Changed   []string    `json:"changed,omitempty"`
+	Link      *mirrorLink `json:"link,omitempty"`
+	Addr      *mirrorAddr `json:"addr,omitempty"`
+	Reason    *string     `json:"reason,omitempty"`
+	Interface string      `json:"interface,omitempty"`
+	Links     *int        `json:"links,omitempty"`
+	Addrs     *int        `json:"addrs,omitempty"`
+	FirstSeq  *uint64     `json:"first_seq,omitempty"`
 }
 
 type mirrorLink struct {
@@ -128,9 +130,19 @@ func toMirror(ev *event.Event, forCBOR bool) *mirror {
 	if ev.Type == event.Sync {
 		reason := validUTF8(string(ev.Sync.Reason))
 		m.Reason, m.Links, m.Addrs, m.FirstSeq = &reason, &ev.Sync.Links, &ev.Sync.Addrs, &ev.Sync.FirstSeq
+		m.Interface = validUTF8(ev.Sync.Interface)
 		return m
 	}
 	m.Dump = &ev.Dump
+	fields := event.LinkFields
+	if ev.Type.IsAddr() {
+		fields = event.AddrFields
+	}
+	for i, f := range fields {
+		if ev.Changed&(1<<i) != 0 {
+			m.Changed = append(m.Changed, f)
+		}
+	}
 	if ev.Type.IsLink() {
 		l := &ev.Link
 		m.Link = &mirrorLink{

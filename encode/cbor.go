@@ -75,18 +75,20 @@ type (
 	// cborEvent is a NEWLINK, DELLINK, NEWADDR or DELADDR message.
 	cborEvent struct {
 		cborHeader
-		Dump bool      `cbor:"dump"`
-		Link *cborLink `cbor:"link,omitempty"`
-		Addr *cborAddr `cbor:"addr,omitempty"`
+		Dump    bool      `cbor:"dump"`
+		Changed []string  `cbor:"changed,omitempty"`
+		Link    *cborLink `cbor:"link,omitempty"`
+		Addr    *cborAddr `cbor:"addr,omitempty"`
 	}
 
 	// cborSync is a SYNC message.
 	cborSync struct {
 		cborHeader
-		Reason   string `cbor:"reason"`
-		Links    int    `cbor:"links"`
-		Addrs    int    `cbor:"addrs"`
-		FirstSeq uint64 `cbor:"first_seq"`
+		Reason    string `cbor:"reason"`
+		Interface string `cbor:"interface,omitempty"`
+		Links     int    `cbor:"links"`
+		Addrs     int    `cbor:"addrs"`
+		FirstSeq  uint64 `cbor:"first_seq"`
 	}
 
 	cborLink struct {
@@ -126,12 +128,13 @@ type (
 // that fxamacker/cbor writes to, reused through cborStates so that Append
 // allocates only the strings it formats.
 type cborState struct {
-	buf   bytes.Buffer
-	event cborEvent
-	sync  cborSync
-	link  cborLink
-	addr  cborAddr
-	flags [32]string // backs Flags
+	buf     bytes.Buffer
+	event   cborEvent
+	sync    cborSync
+	link    cborLink
+	addr    cborAddr
+	flags   [32]string // backs Flags
+	changed [32]string // backs Changed
 }
 
 var cborStates = sync.Pool{New: func() any { return new(cborState) }}
@@ -142,6 +145,7 @@ func (s *cborState) release() {
 	s.buf.Reset()
 	s.event, s.sync, s.link, s.addr = cborEvent{}, cborSync{}, cborLink{}, cborAddr{}
 	clear(s.flags[:])
+	clear(s.changed[:])
 	cborStates.Put(s)
 }
 
@@ -160,6 +164,7 @@ func (s *cborState) fill(ev *event.Event) any {
 		s.sync = cborSync{
 			cborHeader: h,
 			Reason:     validUTF8(string(ev.Sync.Reason)),
+			Interface:  validUTF8(ev.Sync.Interface),
 			Links:      ev.Sync.Links,
 			Addrs:      ev.Sync.Addrs,
 			FirstSeq:   ev.Sync.FirstSeq,
@@ -173,6 +178,13 @@ func (s *cborState) fill(ev *event.Event) any {
 	} else {
 		s.fillAddr(&ev.Addr)
 		s.event.Addr = &s.addr
+	}
+	if ev.Changed != 0 {
+		names := &linkFieldNames
+		if ev.Type.IsAddr() {
+			names = &addrFieldNames
+		}
+		s.event.Changed = s.nameList(s.changed[:0], ev.Changed, names)
 	}
 	return &s.event
 }
@@ -218,7 +230,11 @@ func (s *cborState) fillAddr(a *event.Addr) {
 
 // flagList returns the names of the bits set in v, in bit order.
 func (s *cborState) flagList(v uint32, names *[32]string) []string {
-	list := s.flags[:0]
+	return s.nameList(s.flags[:0], v, names)
+}
+
+// nameList appends to list the names of the bits set in v, in bit order.
+func (s *cborState) nameList(list []string, v uint32, names *[32]string) []string {
 	for v != 0 {
 		i := bits.TrailingZeros32(v)
 		v &^= 1 << i

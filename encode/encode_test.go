@@ -477,11 +477,58 @@ var encodeTests = []encodeTest{
 			"first_seq": uint64(math.MaxUint64),
 		}),
 	},
+	{
+		name: "changed fields",
+		ev: func() event.Event {
+			ev := vethLink()
+			ev.Changed = 1<<5 | 1<<11 // mtu, flags
+			return ev
+		}(),
+		want: header("NEWLINK", 42, "2025-11-27T08:11:00.123456789Z", map[string]any{
+			"dump":    false,
+			"changed": []any{"mtu", "flags"},
+			"link": map[string]any{
+				"index": 12, "name": "veth1a2b3c4", "kind": "veth", "state": "up",
+				"enabled": true, "running": true, "mtu": 1500, "mac": "02:42:ac:11:00:02",
+				"master": 3, "parent": 11, "carrier": true,
+				"flags": []any{"up", "broadcast", "running", "multicast", "lower_up"},
+			},
+		}),
+	},
+	{
+		name: "changed address lifetimes",
+		ev: func() event.Event {
+			ev := ipv6Addr()
+			ev.Changed = 1<<6 | 1<<7
+			return ev
+		}(),
+		want: header("NEWADDR", 43, "2025-11-27T08:11:00.987654321Z", map[string]any{
+			"dump":    false,
+			"changed": []any{"valid_lft", "preferred_lft"},
+			"addr": map[string]any{
+				"index": 2, "ifname": "eth0", "family": "inet6", "address": "2001:db8::a1b2:c3d4:e5f6:789a",
+				"prefix_len": 64, "scope": "global", "flags": []any{"temporary", "noprefixroute", "0x1000"},
+				"valid_lft": 86400, "preferred_lft": 14400,
+			},
+		}),
+	},
+	{
+		name: "narrowed sync",
+		ev: stamp(event.Event{
+			Type: event.Sync,
+			Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+			Seq:  9,
+			Sync: event.SyncInfo{Reason: event.ReasonRequest, Interface: "eth0.100", Links: 1, Addrs: 2, FirstSeq: 6},
+		}),
+		want: header("SYNC", 9, "2025-01-02T03:04:05.000000000Z", map[string]any{
+			"reason": "request", "interface": "eth0.100", "links": 1, "addrs": 2, "first_seq": 6,
+		}),
+	},
 }
 
 // keyOrder is the order of keys in each kind of JSON object.
 var keyOrder = map[string][]string{
-	"":     {"v", "type", "host", "boot", "seq", "time", "dump", "link", "addr", "reason", "links", "addrs", "first_seq"},
+	"":     {"v", "type", "host", "boot", "seq", "time", "dump", "changed", "link", "addr", "reason", "interface", "links", "addrs", "first_seq"},
 	"link": {"index", "name", "kind", "state", "enabled", "running", "mtu", "mac", "master", "parent", "alias", "carrier", "flags"},
 	"addr": {"index", "ifname", "family", "address", "peer", "prefix_len", "broadcast", "scope", "label", "flags", "valid_lft", "preferred_lft"},
 }

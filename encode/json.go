@@ -35,14 +35,23 @@ func (JSON) Append(dst []byte, ev *event.Event) ([]byte, error) {
 	switch {
 	case ev.Type == event.Sync:
 		b = jsonString(b, `,"reason":`, string(ev.Sync.Reason))
+		if ev.Sync.Interface != "" {
+			b = jsonString(b, `,"interface":`, ev.Sync.Interface)
+		}
 		b = jsonInt(b, `,"links":`, ev.Sync.Links)
 		b = jsonInt(b, `,"addrs":`, ev.Sync.Addrs)
 		b = jsonUint(b, `,"first_seq":`, ev.Sync.FirstSeq)
 	case ev.Type.IsLink():
 		b = jsonBool(b, `,"dump":`, ev.Dump)
+		if ev.Changed != 0 {
+			b = jsonNames(append(b, `,"changed":`...), ev.Changed, &linkFieldNames)
+		}
 		b = jsonLink(append(b, `,"link":`...), &ev.Link)
 	default:
 		b = jsonBool(b, `,"dump":`, ev.Dump)
+		if ev.Changed != 0 {
+			b = jsonNames(append(b, `,"changed":`...), ev.Changed, &addrFieldNames)
+		}
 		b = jsonAddr(append(b, `,"addr":`...), &ev.Addr)
 	}
 	return append(b, '}'), nil
@@ -128,7 +137,12 @@ func jsonIP(b []byte, key string, ip netip.Addr) []byte {
 // jsonFlags writes the "flags" member: the names of the bits set in v, in
 // bit order.
 func jsonFlags(b []byte, v uint32, names *[32]string) []byte {
-	b = append(b, `,"flags":[`...)
+	return jsonNames(append(b, `,"flags":`...), v, names)
+}
+
+// jsonNames writes an array of the names of the bits set in v.
+func jsonNames(b []byte, v uint32, names *[32]string) []byte {
+	b = append(b, '[')
 	for first := true; v != 0; first = false {
 		i := bits.TrailingZeros32(v)
 		v &^= 1 << i

@@ -96,6 +96,8 @@ var (
 	// published in bit order, by name or as "0x…" hex for a bit that has
 	// no name.
 	linkFlagNames  = flagNames(event.LinkFlags, func(fl event.FlagName) string { return fl.Name })
+	linkFieldNames = fieldNames(event.LinkFields)
+	addrFieldNames = fieldNames(event.AddrFields)
 	inetFlagNames  = flagNames(event.AddrFlags, func(fl event.FlagName) string { return event.AddrFlagName(fl, event.Inet) })
 	inet6FlagNames = flagNames(event.AddrFlags, func(fl event.FlagName) string { return event.AddrFlagName(fl, event.Inet6) })
 )
@@ -129,4 +131,17 @@ func addrFlagNames(f event.Family) *[32]string {
 		return &inetFlagNames
 	}
 	return &inet6FlagNames
+}
+
+// fieldNames indexes the names of event.Changed bits; bits without a name
+// are written as "0x…" like unnamed flags.
+func fieldNames(fields []string) (names [32]string) {
+	for i := range names {
+		if i < len(fields) {
+			names[i] = fields[i]
+		} else {
+			names[i] = "0x" + strconv.FormatUint(1<<i, 16)
+		}
+	}
+	return names
 }

@@ -5,6 +5,7 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nlbridge/nlbridge/event"
+	"github.com/nlbridge/nlbridge/state"
 )
 
 // Encoder turns an event into the bytes of one message (encode.JSON and
@@ -47,8 +50,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// NATS publishes events to NATS. Handle must be called from one goroutine
-// at a time (the source's); the other methods are safe for concurrent use.
+// NATS publishes events to NATS. It keeps a state.Table of what it
+// published: a change that changes nothing is not published again, a dump
+// that nlbridge made by itself (resync) publishes only differences and
+// deletions, and what could not be published while NATS was unreachable is
+// published once, as one message per object, when it is reachable again.
+// NATS is safe for concurrent use.
 type NATS struct {
 	nc     *nats.Conn
 	enc    Encoder
@@ -58,22 +65,31 @@ type NATS struct {
 	log    *slog.Logger
 	closed chan struct{} // closed by nats.go's closed callback
 
-	// Owned by the goroutine that calls Handle.
-	seq       uint64   // the last seq stamped
-	firstDump uint64   // seq of the first dump message since the last SYNC, or 0
-	data      []byte   // encoded payload, reused
-	subject   []byte   // subject, reused
-	msg       nats.Msg // reused: PublishMsg copies what it sends
-	failing   uint64   // publish errors since the last success
+	mu       sync.Mutex
+	table    *state.Table
+	seq      uint64 // the last seq published
+	dumping  bool   // between a Begin and its SYNC
+	dump     event.SyncInfo
+	firstSeq uint64   // seq of the current dump's first message, or 0
+	data     []byte   // encoded payload, reused
+	subject  []byte   // subject, reused
+	msgID    []byte   // Nats-Msg-Id, reused
+	msg      nats.Msg // reused: PublishMsg copies what it sends
+	failing  uint64   // publish errors since the last success
+	pending  bool     // something was not published: reconcile on reconnect
 
-	published atomic.Uint64
-	errs      atomic.Uint64
+	published  atomic.Uint64
+	errs       atomic.Uint64
+	unchanged  atomic.Uint64
+	reconciled atomic.Uint64
 }
 
 // Stats are the sink's counters.
 type Stats struct {
 	Published     uint64 // messages handed to the NATS client
-	PublishErrors uint64 // messages the NATS client refused (lost)
+	PublishErrors uint64 // messages the NATS client refused, kept for reconciling
+	Unchanged     uint64 // kernel notifications that changed nothing published, dropped
+	Reconciled    uint64 // messages published to catch up after an outage
 	Reconnects    uint64 // reconnections to a server
 }
 
@@ -104,15 +120,20 @@ func Connect(cfg Config) (*NATS, error) {
 		boot:   NewBoot(),
 		log:    log,
 		closed: make(chan struct{}),
-		msg:    nats.Msg{Header: nats.Header{"Content-Type": {cfg.Encoder.ContentType()}}},
+		msg:    nats.Msg{Header: nats.Header{"Content-Type": {cfg.Encoder.ContentType()}, "Nats-Msg-Id": {""}}},
+		table:  state.New(),
 	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(reconnectDelay),
+		// No reconnect buffer: while disconnected publishing fails at once,
+		// and the state table, not a backlog, keeps what to catch up on.
+		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
+			s.reconcile()
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
@@ -121,6 +142,7 @@ func Connect(cfg Config) (*NATS, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
+			s.reconcile()
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
 			log.Debug("NATS connection attempt failed", "error", err)
@@ -142,10 +164,14 @@ func Connect(cfg Config) (*NATS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink: connect to NATS %s: %w", url, err)
 	}
-	if !nc.IsConnected() {
-		log.Warn("no NATS server reachable yet: publishing to the reconnect buffer and retrying", "servers", url)
-	}
+	s.mu.Lock()
 	s.nc = nc
+	s.mu.Unlock()
+	if !nc.IsConnected() {
+		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", url)
+	}
+	// The first connection may have come before s.nc was set.
+	s.reconcile()
 	return s, nil
 }
 
@@ -166,54 +192,158 @@ func (s *NATS) Host() string { return s.host }
 // Conn returns the NATS connection, for the dump service.
 func (s *NATS) Conn() *nats.Conn { return s.nc }
 
-// Handle stamps ev with the host, boot id and next seq, encodes and
-// publishes it. A SYNC marker also gets the seq of its dump's first message.
-// Errors are counted and logged, never returned: the source must go on
-// reading the kernel.
+// Handle publishes ev, stamped with the host, the boot id and the next
+// seq, unless it changes nothing that was published. Begin opens a dump and
+// is not published; a SYNC ends it: objects that the dump did not show are
+// published as deleted before it. Errors are counted and logged, never
+// returned: the source must go on reading the kernel, and what was not
+// published is published after the next reconnect.
 func (s *NATS) Handle(ev *event.Event) {
-	s.seq++
-	ev.Host, ev.Boot, ev.Seq = s.host, s.boot, s.seq
-	if ev.Dump && s.firstDump == 0 {
-		s.firstDump = s.seq
-	}
-	if ev.Type == event.Sync {
-		ev.Sync.FirstSeq = s.firstDump
-		if ev.Sync.FirstSeq == 0 {
-			ev.Sync.FirstSeq = s.seq // an empty dump
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch ev.Type {
+	case event.Begin:
+		s.dumping, s.dump, s.firstSeq = true, ev.Sync, 0
+		s.dump.Links, s.dump.Addrs = 0, 0
+		s.table.BeginDump()
+		return
+	case event.Sync:
+		if s.dumping {
+			for _, del := range s.table.Vanished(s.dump.Interface) {
+				del.Time, del.Dump = ev.Time, true
+				s.table.Published(&del, s.publish(&del))
+			}
+			ev.Sync.Links, ev.Sync.Addrs = s.dump.Links, s.dump.Addrs
 		}
-		s.firstDump = 0
+		s.dumping = false
+		s.publish(ev)
+		return
+	}
+	inScope := false
+	if ev.Dump && s.dumping {
+		name := ev.Link.Name
+		if ev.Type.IsAddr() {
+			name = ev.Addr.Ifname
+		}
+		if inScope = s.dump.Interface == "" || name == s.dump.Interface; inScope {
+			if ev.Type.IsLink() {
+				s.dump.Links++
+			} else {
+				s.dump.Addrs++
+			}
+		}
+	}
+	known, changed, wasPublished := s.table.Update(ev)
+	switch {
+	case ev.Type.IsDel():
+	case inScope && s.dump.Reason.Full():
+	case !known || changed != 0 || !wasPublished:
+		if known && !ev.Dump {
+			ev.Changed = changed
+		}
+	default:
+		s.unchanged.Add(1) // the consumers hold this already
+		return
+	}
+	s.table.Published(ev, s.publish(ev))
+}
+
+// publish stamps, encodes and publishes ev, and reports whether the NATS
+// client took it. A seq is used up only by a message that was taken, so
+// that consumers see no gap for what nlbridge publishes later instead.
+// s.mu is held.
+func (s *NATS) publish(ev *event.Event) bool {
+	ev.Host, ev.Boot, ev.Seq = s.host, s.boot, s.seq+1
+	if ev.Type == event.Sync {
+		ev.Sync.FirstSeq = cmp.Or(s.firstSeq, ev.Seq)
 	}
 	data, err := s.enc.Append(s.data[:0], ev)
 	if err != nil {
 		s.publishFailed(ev, fmt.Errorf("encode: %w", err))
-		return
+		return false
 	}
 	s.data = data
 	s.subject = s.subj.Append(s.subject[:0], ev)
+	s.msgID = fmt.Appendf(s.msgID[:0], "%s.%s.%d", s.host, s.boot, ev.Seq)
 	s.msg.Subject = string(s.subject)
+	s.msg.Header["Nats-Msg-Id"][0] = string(s.msgID)
 	s.msg.Data = data
+	if s.nc == nil {
+		s.publishFailed(ev, nats.ErrConnectionClosed) // still connecting
+		return false
+	}
 	if err := s.nc.PublishMsg(&s.msg); err != nil {
 		s.publishFailed(ev, err)
-		return
+		return false
+	}
+	s.seq++
+	if s.dumping && s.firstSeq == 0 && ev.Type != event.Sync {
+		s.firstSeq = s.seq
 	}
 	s.published.Add(1)
 	if s.failing > 0 {
-		s.log.Info("publishing again", "lost", s.failing)
+		s.log.Info("publishing again", "failed", s.failing)
 		s.failing = 0
 	}
+	return true
 }
 
-// publishFailed counts a lost message; the first of a run of failures is
-// logged as an error, the rest at debug level.
+// publishFailed counts a message that did not reach NATS; the first of a
+// run of failures is logged as an error, the rest at debug level. The
+// state table keeps what it said, to publish after the next reconnect.
 func (s *NATS) publishFailed(ev *event.Event, err error) {
 	s.errs.Add(1)
+	s.pending = true
 	level := slog.LevelDebug
 	if s.failing == 0 {
 		level = slog.LevelError
 	}
 	s.failing++
-	s.log.Log(context.Background(), level, "publish failed: message lost (consumers see a gap in seq)",
-		"type", ev.Type.String(), "seq", ev.Seq, "error", err)
+	s.log.Log(context.Background(), level, "publish failed; the change is kept and published after reconnecting",
+		"type", ev.Type.String(), "error", err)
+}
+
+// reconcile runs after every (re)connection: it publishes, as one message
+// per object, what changed while nothing could be published, then a SYNC
+// with reason "reconnect", so that consumers that missed messages converge
+// and know it.
+func (s *NATS) reconcile() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nc == nil || !s.nc.IsConnected() {
+		return
+	}
+	dirty := s.table.Dirty()
+	if len(dirty) == 0 && !s.pending {
+		return // nothing was lost: the outage went unnoticed
+	}
+	// A dump may be in flight: keep its range apart from this one.
+	dumping, dumpFirst := s.dumping, s.firstSeq
+	s.dumping, s.firstSeq = false, 0
+	defer func() { s.dumping, s.firstSeq = dumping, dumpFirst }()
+	now, sent := time.Now(), 0
+	for i := range dirty {
+		ev := &dirty[i]
+		ev.Time, ev.Dump = now, true
+		ok := s.publish(ev)
+		s.table.Published(ev, ok)
+		if ok {
+			sent++
+			if s.firstSeq == 0 {
+				s.firstSeq = s.seq
+			}
+		}
+	}
+	links, addrs := s.table.Len()
+	sync := event.Event{Type: event.Sync, Time: now, Sync: event.SyncInfo{
+		Reason: event.ReasonReconnect, Links: links, Addrs: addrs}}
+	ok := s.publish(&sync)
+	if ok && sent == len(dirty) {
+		s.pending = false
+	}
+	s.reconciled.Add(uint64(sent))
+	s.log.Info("reconciled state after connecting to NATS", "published", sent, "pending", len(dirty)-sent,
+		"links", links, "addrs", addrs)
 }
 
 // Stats returns the sink's counters.
@@ -221,6 +351,8 @@ func (s *NATS) Stats() Stats {
 	return Stats{
 		Published:     s.published.Load(),
 		PublishErrors: s.errs.Load(),
+		Unchanged:     s.unchanged.Load(),
+		Reconciled:    s.reconciled.Load(),
 		Reconnects:    s.nc.Stats().Reconnects,
 	}
 }

@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -62,6 +63,7 @@ func TestHandle(t *testing.T) {
 	now := time.Now()
 	evs := []event.Event{
 		{Type: event.NewLink, Time: now, Link: event.Link{Index: 2, Name: "eth0", State: event.OperUp}},
+		{Type: event.Begin, Time: now, Sync: event.SyncInfo{Reason: event.ReasonRequest}},
 		{Type: event.NewLink, Time: now, Dump: true, Link: event.Link{Index: 1, Name: "lo"}},
 		{Type: event.NewAddr, Time: now, Dump: true, Addr: event.Addr{Index: 1, Ifname: "lo", Family: event.Inet,
 			Address: netip.MustParseAddr("127.0.0.1"), PrefixLen: 8, ValidLft: event.Forever, PreferredLft: event.Forever}},
@@ -70,10 +72,15 @@ func TestHandle(t *testing.T) {
 	for i := range evs {
 		s.Handle(&evs[i])
 	}
-	if evs[3].Seq != 4 || evs[3].Sync.FirstSeq != 2 || evs[0].Host != "h.1" || evs[0].Boot != s.Boot() {
-		t.Errorf("stamped SYNC = seq %d first_seq %d; first event host %q boot %q", evs[3].Seq, evs[3].Sync.FirstSeq, evs[0].Host, evs[0].Boot)
+	// eth0 was not in the dump: it vanished, and is published as deleted
+	// before the SYNC.
+	sync := evs[len(evs)-1]
+	if sync.Seq != 5 || sync.Sync.FirstSeq != 2 || sync.Sync.Links != 1 || sync.Sync.Addrs != 1 || evs[0].Host != "h.1" || evs[0].Boot != s.Boot() {
+		t.Errorf("stamped SYNC = seq %d first_seq %d links %d addrs %d; first event host %q boot %q",
+			sync.Seq, sync.Sync.FirstSeq, sync.Sync.Links, sync.Sync.Addrs, evs[0].Host, evs[0].Boot)
 	}
-	wantSubjects := []string{"netlink.h=2E1.link.eth0.new", "netlink.h=2E1.link.lo.new", "netlink.h=2E1.addr.lo.new", "netlink.h=2E1.sync"}
+	wantSubjects := []string{"netlink.h=2E1.link.eth0.new", "netlink.h=2E1.link.lo.new", "netlink.h=2E1.addr.lo.new",
+		"netlink.h=2E1.link.eth0.del", "netlink.h=2E1.sync"}
 	for i, want := range wantSubjects {
 		select {
 		case m := <-ch:
@@ -84,7 +91,8 @@ func TestHandle(t *testing.T) {
 			if err := json.Unmarshal(m.Data, &doc); err != nil {
 				t.Fatal(err)
 			}
-			if m.Subject != want || doc.Seq != uint64(i+1) || doc.Boot != s.Boot() || m.Header.Get("Content-Type") != "application/json" {
+			if m.Subject != want || doc.Seq != uint64(i+1) || doc.Boot != s.Boot() || m.Header.Get("Content-Type") != "application/json" ||
+				m.Header.Get("Nats-Msg-Id") != fmt.Sprintf("h.1.%s.%d", s.Boot(), i+1) {
 				t.Errorf("message %d: %s seq %d boot %s content-type %q; want %s seq %d", i, m.Subject, doc.Seq, doc.Boot,
 					m.Header.Get("Content-Type"), want, i+1)
 			}
@@ -92,8 +100,8 @@ func TestHandle(t *testing.T) {
 			t.Fatalf("message %d (%s) not received", i, want)
 		}
 	}
-	if st := s.Stats(); st.Published != 4 || st.PublishErrors != 0 {
-		t.Errorf("stats = %+v, want 4 published", st)
+	if st := s.Stats(); st.Published != 5 || st.PublishErrors != 0 {
+		t.Errorf("stats = %+v, want 5 published", st)
 	}
 	// An event the encoder rejects is counted, and its seq is a visible gap.
 	bad := event.Event{Type: event.Type(99), Time: now}
@@ -146,12 +154,13 @@ func TestConnectBadURL(t *testing.T) {
 }
 
 func TestParseDumpRequest(t *testing.T) {
-	for _, body := range []string{"", " \n", "{}", " { } "} {
+	for _, body := range []string{"", " \n", "{}", " { } ", `{"interface":"eth0.100"}`, `{"interface":""}`} {
 		if _, err := ParseDumpRequest([]byte(body)); err != nil {
 			t.Errorf("ParseDumpRequest(%q): %v", body, err)
 		}
 	}
-	for _, body := range []string{"{", "[]", "null x", `{"interface":"eth0"}`, "{} {}", "\x00"} {
+	for _, body := range []string{"{", "[]", "null x", `{"iface":"eth0"}`, "{} {}", "\x00",
+		`{"interface":"a/b"}`, `{"interface":"eth0:1"}`, `{"interface":"0123456789abcdef"}`, `{"interface":".."}`, `{"interface":7}`} {
 		if _, err := ParseDumpRequest([]byte(body)); err == nil {
 			t.Errorf("ParseDumpRequest(%q): no error", body)
 		}

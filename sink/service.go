@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +15,11 @@ import (
 	"github.com/nlbridge/nlbridge/event"
 )
 
-// Dumper publishes a full dump through the sink and returns its SYNC marker
-// as published (source.Netlink is a Dumper).
+// Dumper publishes a dump, of every interface or of the one named iface,
+// through the sink and returns its SYNC marker as published
+// (source.Netlink is a Dumper).
 type Dumper interface {
-	Dump(ctx context.Context, reason event.Reason) (event.Event, error)
+	Dump(ctx context.Context, reason event.Reason, iface string) (event.Event, error)
 }
 
 // ServiceName is the NATS micro service name that `nats micro ls` lists.
@@ -32,18 +34,23 @@ const (
 )
 
 // DumpRequest is the body of a dump request. An empty body is the same as
-// {}.
-type DumpRequest struct{}
+// {}, a dump of every interface.
+type DumpRequest struct {
+	// Interface narrows the dump to the link of that name and its
+	// addresses.
+	Interface string `json:"interface,omitempty"`
+}
 
 // DumpReply is the reply to a dump request, sent once every message of the
 // dump and its SYNC marker have reached the NATS server.
 type DumpReply struct {
-	Host     string `json:"host"`
-	Boot     string `json:"boot"`
-	Links    int    `json:"links"`
-	Addrs    int    `json:"addrs"`
-	FirstSeq uint64 `json:"first_seq"` // seq of the dump's first message
-	LastSeq  uint64 `json:"last_seq"`  // seq of the SYNC marker that closed it
+	Host      string `json:"host"`
+	Boot      string `json:"boot"`
+	Interface string `json:"interface,omitempty"` // as requested
+	Links     int    `json:"links"`
+	Addrs     int    `json:"addrs"`
+	FirstSeq  uint64 `json:"first_seq"` // seq of the dump's first message
+	LastSeq   uint64 `json:"last_seq"`  // seq of the SYNC marker that closed it
 }
 
 // ParseDumpRequest checks a request body: empty, or a JSON object with no
@@ -61,7 +68,25 @@ func ParseDumpRequest(body []byte) (DumpRequest, error) {
 	if dec.More() {
 		return req, errors.New("bad dump request: trailing data after the JSON object")
 	}
+	if err := checkIfname(req.Interface); err != nil {
+		return req, fmt.Errorf("bad dump request: interface: %w", err)
+	}
 	return req, nil
+}
+
+// checkIfname checks what Linux accepts as an interface name (or "").
+func checkIfname(s string) error {
+	switch {
+	case s == "":
+		return nil
+	case len(s) > 15:
+		return fmt.Errorf("%q is longer than 15 bytes", s)
+	case s == "." || s == "..":
+		return fmt.Errorf("%q is not an interface name", s)
+	case strings.ContainsAny(s, "/: \t\n\x00"):
+		return fmt.Errorf("%q holds '/', ':', whitespace or NUL", s)
+	}
+	return nil
 }
 
 // Service is the NATS micro service that answers dump requests on
@@ -113,7 +138,8 @@ func NewService(s *NATS, d Dumper, version string) (*Service, error) {
 // serves it on a goroutine of its own, so that concurrent requests can
 // share one dump.
 func (srv *Service) handle(req micro.Request) {
-	if _, err := ParseDumpRequest(req.Data()); err != nil {
+	body, err := ParseDumpRequest(req.Data())
+	if err != nil {
 		_ = req.Error("400", err.Error(), nil)
 		return
 	}
@@ -133,15 +159,15 @@ func (srv *Service) handle(req micro.Request) {
 	go func() {
 		defer srv.wg.Done()
 		defer func() { <-srv.slots }()
-		srv.serve(req)
+		srv.serve(req, body)
 	}()
 }
 
 // serve asks for a dump and replies once the server has all of it.
-func (srv *Service) serve(req micro.Request) {
+func (srv *Service) serve(req micro.Request, body DumpRequest) {
 	ctx, cancel := context.WithTimeout(srv.ctx, dumpTimeout)
 	defer cancel()
-	marker, err := srv.dumper.Dump(ctx, event.ReasonRequest)
+	marker, err := srv.dumper.Dump(ctx, event.ReasonRequest, body.Interface)
 	if err == nil {
 		err = srv.sink.Flush(ctx)
 	}
@@ -150,12 +176,13 @@ func (srv *Service) serve(req micro.Request) {
 		return
 	}
 	_ = req.RespondJSON(DumpReply{
-		Host:     srv.sink.host,
-		Boot:     srv.sink.boot,
-		Links:    marker.Sync.Links,
-		Addrs:    marker.Sync.Addrs,
-		FirstSeq: marker.Sync.FirstSeq,
-		LastSeq:  marker.Seq,
+		Host:      srv.sink.host,
+		Boot:      srv.sink.boot,
+		Interface: body.Interface,
+		Links:     marker.Sync.Links,
+		Addrs:     marker.Sync.Addrs,
+		FirstSeq:  marker.Sync.FirstSeq,
+		LastSeq:   marker.Seq,
 	})
 }
 

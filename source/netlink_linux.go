@@ -54,18 +54,23 @@ type Netlink struct {
 	buf []byte   // receive buffer, reused; owned by Run
 	dec *decoder // owned by Run
 
+	minInterval time.Duration // least time from a dump's end to a requested one's start
+
 	mu      sync.Mutex
-	running bool       // Run has started
-	closed  bool       // Run has returned: Dump fails at once
-	active  *dump      // the dump in progress, nil when none
-	queued  []*dumpReq // requests for the next dump
-	closing sync.Once  // Close is idempotent
-	closeEr error      // the first Close's result
+	running bool        // Run has started
+	closed  bool        // Run has returned: Dump fails at once
+	active  *dump       // the dump in progress, nil when none
+	queued  []*dumpReq  // requests for the next dumps
+	lastEnd time.Time   // when the last dump ended
+	timer   *time.Timer // starts requests held back by minInterval
+	closing sync.Once   // Close is idempotent
+	closeEr error       // the first Close's result
 }
 
 // dumpReq is one caller of Dump waiting for a complete dump.
 type dumpReq struct {
 	reason event.Reason
+	iface  string          // the interface the dump is narrowed to, or ""
 	done   chan dumpResult // buffered: the reader never blocks on it
 }
 
@@ -78,6 +83,8 @@ type dumpResult struct {
 type dump struct {
 	reqs     []*dumpReq // every caller that this dump answers
 	reason   event.Reason
+	iface    string // the interface it is narrowed to, or ""
+	begun    bool   // Begin has been handed on
 	typ      uint16 // rtmGetLink or rtmGetAddr: the request in flight
 	seq      uint32 // its netlink sequence number
 	intr     bool   // the kernel flagged a message NLM_F_DUMP_INTR
@@ -112,11 +119,12 @@ func Open(cfg Config) (*Netlink, error) {
 		return nil, fmt.Errorf("source: dial rtnetlink: %w", err)
 	}
 	n := &Netlink{
-		conn: conn,
-		pid:  conn.PID(),
-		log:  log,
-		buf:  make([]byte, recvSize),
-		dec:  newDecoder(),
+		minInterval: cfg.MinDumpInterval,
+		conn:        conn,
+		pid:         conn.PID(),
+		log:         log,
+		buf:         make([]byte, recvSize),
+		dec:         newDecoder(),
 	}
 	if n.raw, err = conn.SyscallConn(); err != nil {
 		conn.Close()
@@ -254,6 +262,12 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 	isDump := d != nil && m.Header.PID == n.pid && m.Header.Sequence == d.seq
 
 	if isDump {
+		if !d.begun {
+			d.begun = true
+			begin := event.Event{Type: event.Begin, Time: now,
+				Sync: event.SyncInfo{Reason: d.reason, Interface: d.iface}}
+			h.Handle(&begin)
+		}
 		if m.Header.Flags&netlink.DumpInterrupted != 0 {
 			d.intr = true
 		}
@@ -334,10 +348,11 @@ func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Hand
 		return
 	}
 	n.active = nil
+	n.lastEnd = time.Now()
 	n.mu.Unlock()
 
 	marker := event.Event{Type: event.Sync, Time: now,
-		Sync: event.SyncInfo{Reason: d.reason, Links: d.links, Addrs: d.addrs}}
+		Sync: event.SyncInfo{Reason: d.reason, Interface: d.iface, Links: d.links, Addrs: d.addrs}}
 	n.c.events.Add(1)
 	h.Handle(&marker)
 	n.c.dumps.Add(1)
@@ -353,6 +368,7 @@ func (n *Netlink) dumpFailed(d *dump, err error) {
 	n.log.Error("dump failed", "error", err)
 	n.mu.Lock()
 	n.active = nil
+	n.lastEnd = time.Now()
 	n.mu.Unlock()
 	for _, r := range d.reqs {
 		r.done <- dumpResult{err: err}
@@ -360,22 +376,57 @@ func (n *Netlink) dumpFailed(d *dump, err error) {
 	n.startQueued()
 }
 
-// startQueued starts one dump for every request queued while the last one
-// ran: they asked for the state after their request, so they share the next
-// dump rather than the one in flight.
+// startQueued starts the next dump for the requests queued while the last
+// one ran, unless a requested dump must wait for minInterval.
 func (n *Netlink) startQueued() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.active == nil && len(n.queued) > 0 && !n.closed {
-		reqs := n.queued
-		n.queued = nil
-		n.startLocked(reqs)
+	n.startQueuedLocked()
+}
+
+// startQueuedLocked takes the first queued request and every queued one
+// that the same dump answers, and starts that dump. n.mu is held.
+func (n *Netlink) startQueuedLocked() {
+	if n.active != nil || len(n.queued) == 0 || n.closed {
+		return
 	}
+	first := n.queued[0]
+	var reqs, rest []*dumpReq
+	for _, r := range n.queued {
+		if r.iface == first.iface {
+			reqs = append(reqs, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	reason := event.ReasonResync
+	for _, r := range reqs {
+		if r.reason.Full() {
+			reason = r.reason // a full dump answers a resync too
+			break
+		}
+	}
+	if reason == event.ReasonRequest {
+		if wait := n.minInterval - time.Since(n.lastEnd); wait > 0 {
+			if n.timer == nil {
+				n.timer = time.AfterFunc(wait, func() {
+					n.mu.Lock()
+					defer n.mu.Unlock()
+					n.timer = nil
+					n.startQueuedLocked()
+				})
+			}
+			return
+		}
+	}
+	n.queued = rest
+	n.c.merged.Add(uint64(len(reqs) - 1))
+	n.startLocked(reqs, reason)
 }
 
 // startLocked starts a dump answering reqs. n.mu is held.
-func (n *Netlink) startLocked(reqs []*dumpReq) {
-	d := &dump{reqs: reqs, reason: reqs[0].reason}
+func (n *Netlink) startLocked(reqs []*dumpReq, reason event.Reason) {
+	d := &dump{reqs: reqs, reason: reason, iface: reqs[0].iface}
 	if err := n.requestLocked(d, rtmGetLink); err != nil {
 		for _, r := range reqs {
 			r.done <- dumpResult{err: err}
@@ -409,22 +460,32 @@ func (n *Netlink) requestLocked(d *dump, typ uint16) error {
 	return nil
 }
 
-// Dump asks for a full dump of links and addresses and waits until every
-// message of it and the SYNC marker that closes it have been handed to the
-// Handler; it returns that marker as the Handler left it. Requests made
-// while a dump is in flight share the next one. Dump needs Run to be
-// running, or to be started, to make progress.
-func (n *Netlink) Dump(ctx context.Context, reason event.Reason) (event.Event, error) {
-	r := &dumpReq{reason: reason, done: make(chan dumpResult, 1)}
+// Dump asks for a dump of links and addresses, of every interface or of
+// the one named iface, and waits until every message of it and the SYNC
+// marker that closes it have been handed to the Handler; it returns that
+// marker as the Handler left it. A request shares the dump in flight when
+// it covers the same interfaces; others queue, share the next dump, and
+// wait until minInterval has passed since the last one ended. Dump needs
+// Run to be running, or to be started, to make progress.
+func (n *Netlink) Dump(ctx context.Context, reason event.Reason, iface string) (event.Event, error) {
+	r := &dumpReq{reason: reason, iface: iface, done: make(chan dumpResult, 1)}
 	n.mu.Lock()
-	switch {
-	case n.closed:
+	if n.closed {
 		n.mu.Unlock()
 		return event.Event{}, ErrClosed
-	case n.active == nil:
-		n.startLocked([]*dumpReq{r})
-	default:
+	}
+	if a := n.active; a != nil && a.iface == iface && a.reason.Full() && reason.Full() {
+		// Everything the dump in flight publishes from now on is current,
+		// and what it published before stays current through the events
+		// that follow it in order: its SYNC answers this request too.
+		a.reqs = append(a.reqs, r)
+		n.c.merged.Add(1)
+	} else {
+		if reason == event.ReasonRequest && n.active == nil && time.Since(n.lastEnd) < n.minInterval {
+			n.c.delayed.Add(1)
+		}
 		n.queued = append(n.queued, r)
+		n.startQueuedLocked()
 	}
 	n.mu.Unlock()
 	select {
@@ -436,23 +497,21 @@ func (n *Netlink) Dump(ctx context.Context, reason event.Reason) (event.Event, e
 }
 
 // overflow records lost kernel messages and schedules a dump so that
-// consumers get the current state again.
+// consumers get the current state again. The dump must start after the
+// loss, so it never shares the one in flight; repeated overflows share one
+// queued resync.
 func (n *Netlink) overflow(why string) {
 	n.c.overflows.Add(1)
-	n.log.Warn("netlink overflow: events were lost, dumping all links and addresses again", "cause", why)
+	n.log.Warn("netlink overflow: events were lost; dumping again to publish what changed", "cause", why)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range n.queued {
-		if r.reason == event.ReasonResync {
-			return // one resync is enough; it is not started yet
+		if r.iface == "" {
+			return // a dump of everything is queued and not started: it will do
 		}
 	}
-	r := &dumpReq{reason: event.ReasonResync, done: make(chan dumpResult, 1)}
-	if n.active == nil {
-		n.startLocked([]*dumpReq{r})
-	} else {
-		n.queued = append(n.queued, r)
-	}
+	n.queued = append(n.queued, &dumpReq{reason: event.ReasonResync, done: make(chan dumpResult, 1)})
+	n.startQueuedLocked()
 }
 
 // decodeError counts a message that could not be decoded. The first is
@@ -470,6 +529,9 @@ func (n *Netlink) decodeError(err error) {
 func (n *Netlink) finish() {
 	n.mu.Lock()
 	n.closed = true
+	if n.timer != nil {
+		n.timer.Stop()
+	}
 	var reqs []*dumpReq
 	if n.active != nil {
 		reqs = append(reqs, n.active.reqs...)

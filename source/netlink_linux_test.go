@@ -89,7 +89,7 @@ func TestIntegrationDumpAndEvents(t *testing.T) {
 	src := startSource(t, ns, rec)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	marker, err := src.Dump(ctx, event.ReasonStartup)
+	marker, err := src.Dump(ctx, event.ReasonStartup, "")
 	if err != nil {
 		t.Fatalf("Dump: %v", err)
 	}
@@ -196,7 +196,7 @@ func TestIntegrationDumpInterrupted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := 0; i < 40 && src.Stats().DumpRetries == 0; i++ {
-		marker, err := src.Dump(ctx, event.ReasonRequest)
+		marker, err := src.Dump(ctx, event.ReasonRequest, "")
 		if err != nil {
 			t.Fatalf("Dump %d: %v", i, err)
 		}

@@ -22,7 +22,7 @@ func Open(Config) (*Netlink, error) { return nil, errNotLinux }
 func (*Netlink) Run(context.Context, Handler) error { return errNotLinux }
 
 // Dump returns an error: rtnetlink exists only on Linux.
-func (*Netlink) Dump(context.Context, event.Reason) (event.Event, error) {
+func (*Netlink) Dump(context.Context, event.Reason, string) (event.Event, error) {
 	return event.Event{}, errNotLinux
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -37,6 +38,9 @@ type Config struct {
 	// ReceiveBuffer is the socket receive buffer in bytes. The kernel caps
 	// it at net.core.rmem_max unless nlbridge has CAP_NET_ADMIN.
 	ReceiveBuffer int
+	// MinDumpInterval is the least time between the end of one dump and
+	// the start of a requested one; see Netlink.Dump.
+	MinDumpInterval time.Duration
 	// Logger receives the source's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -54,6 +58,8 @@ type Stats struct {
 	Overflows    uint64 // times the kernel reported lost messages (ENOBUFS)
 	Dumps        uint64 // completed dumps
 	DumpRetries  uint64 // dumps restarted because the kernel interrupted them
+	Merged       uint64 // dump requests answered by a dump that another request started
+	Delayed      uint64 // dump requests held back by the minimum interval between dumps
 }
 
 // counters are the atomic form of Stats: read by any goroutine, written by
@@ -61,6 +67,7 @@ type Stats struct {
 type counters struct {
 	messages, events, skipped, decodeErrors atomic.Uint64
 	overflows, dumps, dumpRetries           atomic.Uint64
+	merged, delayed                         atomic.Uint64
 }
 
 func (c *counters) stats() Stats {
@@ -72,5 +79,7 @@ func (c *counters) stats() Stats {
 		Overflows:    c.overflows.Load(),
 		Dumps:        c.dumps.Load(),
 		DumpRetries:  c.dumpRetries.Load(),
+		Merged:       c.merged.Load(),
+		Delayed:      c.delayed.Load(),
 	}
 }

@@ -113,9 +113,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	src, err := source.Open(source.Config{
-		NetNS:         cfg.Netlink.NetNS,
-		ReceiveBuffer: cfg.Netlink.ReceiveBuffer,
-		Logger:        log.With("component", "source"),
+		NetNS:           cfg.Netlink.NetNS,
+		ReceiveBuffer:   cfg.Netlink.ReceiveBuffer,
+		MinDumpInterval: cfg.Dump.MinInterval,
+		Logger:          log.With("component", "source"),
 	})
 	if err != nil {
 		return err
@@ -164,7 +165,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, out) }()
 	if cfg.Dump.OnStart {
-		marker, err := src.Dump(ctx, event.ReasonStartup)
+		marker, err := src.Dump(ctx, event.ReasonStartup, "")
 		switch {
 		case err == nil:
 			log.Info("startup dump published", "links", marker.Sync.Links, "addrs", marker.Sync.Addrs,

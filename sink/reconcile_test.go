@@ -1,0 +1,214 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsserver "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
+
+	"github.com/nlbridge/nlbridge/encode"
+	"github.com/nlbridge/nlbridge/event"
+)
+
+// received is a message as a test sees it.
+type received struct {
+	subject string
+	Type    string
+	Seq     uint64
+	Dump    bool
+	Changed []string
+	Reason  string
+	Links   int
+	Addrs   int
+	First   uint64 `json:"first_seq"`
+	Link    struct{ MTU uint32 }
+}
+
+func (r received) String() string { return r.Type + " " + r.subject }
+
+// listen subscribes to everything the sink publishes.
+func listen(t *testing.T, url string) chan received {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ch := make(chan received, 1024)
+	if _, err := nc.Subscribe("netlink.>", func(m *nats.Msg) {
+		var r received
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Errorf("%s: %v", m.Subject, err)
+		}
+		r.subject = m.Subject
+		ch <- r
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// next returns the next n messages.
+func next(t *testing.T, ch chan received, n int) []received {
+	t.Helper()
+	var out []received
+	for len(out) < n {
+		select {
+		case r := <-ch:
+			out = append(out, r)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d messages %v, want %d", len(out), out, n)
+		}
+	}
+	return out
+}
+
+func quiet(t *testing.T, ch chan received) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		t.Errorf("unexpected message %v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func runServer(t *testing.T, port int) *server.Server {
+	t.Helper()
+	opts := natsserver.DefaultTestOptions
+	opts.Host, opts.Port = "127.0.0.1", port
+	s := natsserver.RunServer(&opts)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func newSink(t *testing.T, url string) *NATS {
+	t.Helper()
+	s, err := Connect(Config{Servers: []string{url}, Name: "test", Host: "h",
+		Subjects: NewSubjects("netlink", "nlbridge", "h"), Encoder: encode.JSON{}, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+	return s
+}
+
+func linkEv(typ event.Type, index uint32, name string, mtu uint32) *event.Event {
+	return &event.Event{Type: typ, Time: time.Now(), Link: event.Link{Index: index, Name: name, MTU: mtu}}
+}
+
+// A NEWLINK that changes nothing published is dropped; one that changes
+// something says what.
+func TestHandleUnchanged(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	ch := listen(t, srv.ClientURL())
+	s := newSink(t, srv.ClientURL())
+	s.Handle(linkEv(event.NewLink, 2, "eth0", 1500))
+	s.Handle(linkEv(event.NewLink, 2, "eth0", 1500))
+	s.Handle(linkEv(event.NewLink, 2, "eth0", 9000))
+	got := next(t, ch, 2)
+	if got[0].Changed != nil || !slices.Equal(got[1].Changed, []string{"mtu"}) || got[1].Seq != 2 {
+		t.Errorf("got %+v, want a new link, then seq 2 with changed [mtu]", got)
+	}
+	quiet(t, ch)
+	if st := s.Stats(); st.Unchanged != 1 {
+		t.Errorf("stats = %+v, want 1 unchanged", st)
+	}
+}
+
+// A resync publishes only what differs from what was published, and
+// deletions for what vanished.
+func TestHandleResync(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	ch := listen(t, srv.ClientURL())
+	s := newSink(t, srv.ClientURL())
+	for _, ev := range []*event.Event{
+		{Type: event.Begin, Sync: event.SyncInfo{Reason: event.ReasonStartup}},
+		linkEv(event.NewLink, 1, "lo", 65536), linkEv(event.NewLink, 2, "eth0", 1500), linkEv(event.NewLink, 3, "eth1", 1500),
+		{Type: event.Sync, Time: time.Now(), Sync: event.SyncInfo{Reason: event.ReasonStartup}},
+	} {
+		ev.Dump = ev.Type.IsLink()
+		s.Handle(ev)
+	}
+	next(t, ch, 4)
+	// Messages were lost: eth0's MTU changed and eth1 was deleted.
+	for _, ev := range []*event.Event{
+		{Type: event.Begin, Sync: event.SyncInfo{Reason: event.ReasonResync}},
+		linkEv(event.NewLink, 1, "lo", 65536), linkEv(event.NewLink, 2, "eth0", 9000),
+		{Type: event.Sync, Time: time.Now(), Sync: event.SyncInfo{Reason: event.ReasonResync}},
+	} {
+		ev.Dump = ev.Type.IsLink()
+		s.Handle(ev)
+	}
+	got := next(t, ch, 3)
+	if got[0].String() != "NEWLINK netlink.h.link.eth0.new" || got[0].Link.MTU != 9000 ||
+		got[1].String() != "DELLINK netlink.h.link.eth1.del" || !got[1].Dump ||
+		got[2].Reason != "resync" || got[2].Links != 2 || got[2].First != got[0].Seq {
+		t.Errorf("resync published %+v", got)
+	}
+	quiet(t, ch)
+}
+
+// While the server is down, nlbridge keeps reading; when it is back, one
+// message per changed object and a SYNC "reconnect" catch consumers up.
+func TestReconcileAfterOutage(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	port := srv.Addr().(interface{ AddrPort() netip.AddrPort }).AddrPort().Port()
+	url := srv.ClientURL()
+	s := newSink(t, url)
+	s.Handle(linkEv(event.NewLink, 2, "eth0", 1500))
+	s.Handle(linkEv(event.NewLink, 3, "eth1", 1500))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Conn().IsConnected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The outage: eth0 flaps a thousand times, eth1 goes, eth2 comes.
+	for i := range 1000 {
+		s.Handle(linkEv(event.NewLink, 2, "eth0", 1000+uint32(i)))
+	}
+	s.Handle(linkEv(event.DelLink, 3, "eth1", 1500))
+	s.Handle(linkEv(event.NewLink, 4, "eth2", 1500))
+	if st := s.Stats(); st.PublishErrors == 0 {
+		t.Fatalf("stats = %+v: publishing did not fail while the server was down", st)
+	}
+
+	srv = runServer(t, int(port))
+	ch := listen(t, srv.ClientURL())
+	got := next(t, ch, 4)
+	var names []string
+	for _, r := range got {
+		names = append(names, r.String())
+	}
+	want := []string{"DELLINK netlink.h.link.eth1.del", "NEWLINK netlink.h.link.eth0.new", "NEWLINK netlink.h.link.eth2.new", "SYNC netlink.h.sync"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("after reconnecting: %v, want %v", names, want)
+	}
+	if got[1].Link.MTU != 1999 || got[3].Reason != "reconnect" || got[3].Links != 2 || got[3].First != got[0].Seq ||
+		got[0].Seq != 3 || got[3].Seq != 6 {
+		t.Errorf("after reconnecting: %+v", got)
+	}
+	quiet(t, ch)
+	if st := s.Stats(); st.Reconciled != 3 || !strings.Contains(s.Conn().ConnectedUrl(), "127.0.0.1") {
+		t.Errorf("stats = %+v, want 3 reconciled", st)
+	}
+}
