@@ -88,6 +88,7 @@ const (
 	iflaLinkinfo  = 18
 	iflaIfalias   = 20
 	iflaCarrier   = 33
+	iflaLinkNetns = 37 // IFLA_LINK_NETNSID: IFLA_LINK is in another namespace
 	iflaInfoKind  = 1
 
 	// nlaTypeMask clears NLA_F_NESTED and NLA_F_NET_BYTEORDER.
@@ -120,6 +121,7 @@ func (d *decoder) link(typ uint16, b []byte, ev *event.Event) error {
 		return errors.New("index 0")
 	}
 	var name []byte
+	foreignParent := false
 	a := attrs{b: b[16:]}
 	for a.next() {
 		switch a.typ {
@@ -139,6 +141,8 @@ func (d *decoder) link(typ uint16, b []byte, ev *event.Event) error {
 			l.Alias = string(cstring(a.data))
 		case iflaCarrier:
 			l.Carrier = a.u8() != 0
+		case iflaLinkNetns:
+			foreignParent = true
 		case iflaLinkinfo:
 			n := attrs{b: a.data}
 			for n.next() {
@@ -163,8 +167,11 @@ func (d *decoder) link(typ uint16, b []byte, ev *event.Event) error {
 	} else {
 		l.Name = string(name)
 	}
-	if l.Parent == l.Index {
-		l.Parent = 0 // loopback and some tunnels name themselves
+	if l.Parent == l.Index || foreignParent {
+		// Loopback and some tunnels name themselves; and an index in
+		// another namespace (a veth peer moved away) would name some other
+		// link here.
+		l.Parent = 0
 	}
 	ev.Type = event.NewLink
 	if typ == rtmDelLink {

@@ -138,6 +138,19 @@ func TestDecodeLinkErrors(t *testing.T) {
 	}
 }
 
+// A veth whose peer is in another namespace carries IFLA_LINK_NETNSID: its
+// IFLA_LINK is an index there, not here, and is not published.
+func TestDecodeForeignParent(t *testing.T) {
+	b := append(linkBytes(t, vethMessage()), 8, 0, iflaLinkNetns, 0, 1, 0, 0, 0)
+	var ev event.Event
+	if err := newDecoder().link(rtmNewLink, b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Link.Parent != 0 {
+		t.Errorf("parent = %d with IFLA_LINK_NETNSID, want 0", ev.Link.Parent)
+	}
+}
+
 func TestDecodeLinkBadAttribute(t *testing.T) {
 	b := linkBytes(t, vethMessage())
 	for _, bad := range [][]byte{

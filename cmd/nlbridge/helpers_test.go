@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/nlbridge/nlbridge/config"
@@ -81,7 +82,7 @@ type collector struct {
 
 func collect(t testing.TB, nc *nats.Conn, subject string) *collector {
 	t.Helper()
-	c := &collector{t: t, schema: compileSchema(t), signal: make(chan struct{}, 1)}
+	c := newCollector(t)
 	sub, err := nc.Subscribe(subject, c.receive)
 	if err != nil {
 		t.Fatalf("subscribe %s: %v", subject, err)
@@ -90,8 +91,34 @@ func collect(t testing.TB, nc *nats.Conn, subject string) *collector {
 	if err := nc.Flush(); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	return c
+}
+
+// collectStream reads a JetStream stream from its start, as a consumer that
+// must not miss a message while it or the server restarts would.
+func collectStream(t testing.TB, js jetstream.JetStream, stream string) *collector {
+	t.Helper()
+	c := newCollector(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("ordered consumer on %s: %v", stream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		c.receive(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	})
+	if err != nil {
+		t.Fatalf("consume %s: %v", stream, err)
+	}
+	t.Cleanup(cc.Stop)
+	return c
+}
+
+func newCollector(t testing.TB) *collector {
+	c := &collector{t: t, schema: compileSchema(t), signal: make(chan struct{}, 1)}
 	t.Cleanup(func() {
-		sub.Unsubscribe()
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, e := range c.errs {
@@ -99,6 +126,19 @@ func collect(t testing.TB, nc *nats.Conn, subject string) *collector {
 		}
 	})
 	return c
+}
+
+// settle waits until no message has arrived for a while, so that all()
+// holds everything already sent.
+func (c *collector) settle() {
+	for n := -1; ; {
+		time.Sleep(200 * time.Millisecond)
+		m := len(c.all())
+		if m == n {
+			return
+		}
+		n = m
+	}
 }
 
 func compileSchema(t testing.TB) *jsonschema.Schema {

@@ -269,7 +269,15 @@ func apply(msgs []msg) state {
 		case "NEWLINK":
 			s.links[m.obj("link")["index"].(float64)] = m.obj("link")["name"].(string)
 		case "DELLINK":
-			delete(s.links, m.obj("link")["index"].(float64))
+			index := m.obj("link")["index"].(float64)
+			delete(s.links, index)
+			// A deleted link's addresses go with it.
+			prefix := fmt.Sprintf("%v ", index)
+			for k := range s.addrs {
+				if strings.HasPrefix(k, prefix) {
+					delete(s.addrs, k)
+				}
+			}
 		case "NEWADDR", "DELADDR":
 			a := m.obj("addr")
 			key := fmt.Sprintf("%v %v/%v", a["index"], a["address"], a["prefix_len"])
@@ -282,10 +290,10 @@ func apply(msgs []msg) state {
 	return s
 }
 
-// checkConverged compares the consumer's state with the kernel's.
-func checkConverged(t *testing.T, ns *nstest.NS, msgs []msg) {
+// kernelState reads the namespace's links and addresses as a consumer
+// would hold them.
+func kernelState(t *testing.T, ns *nstest.NS) state {
 	t.Helper()
-	got := apply(msgs)
 	links, err := ns.Conn().Link.List()
 	if err != nil {
 		t.Fatal(err)
@@ -306,11 +314,39 @@ func checkConverged(t *testing.T, ns *nstest.NS, msgs []msg) {
 		addr, _ := netip.AddrFromSlice(ip)
 		want.addrs[fmt.Sprintf("%v %v/%v", a.Index, addr.Unmap(), a.PrefixLength)] = true
 	}
+	return want
+}
+
+func (s state) equal(o state) bool {
+	return fmt.Sprint(s.links) == fmt.Sprint(o.links) && fmt.Sprint(s.addrs) == fmt.Sprint(o.addrs)
+}
+
+// checkConverged compares the consumer's state with the kernel's.
+func checkConverged(t *testing.T, ns *nstest.NS, msgs []msg) {
+	t.Helper()
+	got, want := apply(msgs), kernelState(t, ns)
 	if fmt.Sprint(got.links) != fmt.Sprint(want.links) {
 		t.Errorf("consumer's links = %v, kernel's = %v", got.links, want.links)
 	}
 	if fmt.Sprint(got.addrs) != fmt.Sprint(want.addrs) {
 		t.Errorf("consumer's addresses = %v, kernel's = %v", got.addrs, want.addrs)
+	}
+}
+
+// waitConverged waits until a consumer applying everything received so far
+// equals the kernel, and returns how long that took.
+func waitConverged(t *testing.T, ns *nstest.NS, c *collector, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if apply(c.all()).equal(kernelState(t, ns)) {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			checkConverged(t, ns, c.all())
+			t.Fatalf("the consumer did not converge within %v", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

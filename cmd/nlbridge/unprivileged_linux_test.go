@@ -3,13 +3,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,56 +30,11 @@ func (d nsDialer) Dial(network, addr string) (net.Conn, error) {
 // SIGTERM.
 func TestIntegrationUnprivileged(t *testing.T) {
 	nstest.SkipUnlessRoot(t)
-	// t.TempDir's parent is private to root; nobody must reach the binary.
-	dir, err := os.MkdirTemp("", "nlbridge-unprivileged-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "nlbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	conf := filepath.Join(dir, "nlbridge.yaml")
-	if err := os.WriteFile(conf, []byte("host: sidecar\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "run", "--config", conf)
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	c := startChild(t, "host: sidecar\n", &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNET, // created as root, then entered as nobody
 		Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
-		Pdeathsig:  syscall.SIGKILL,
-	}
-	// Pdeathsig fires when the thread that forked the child ends, and this
-	// test ends threads (nstest.DialIn). Fork from a locked thread that
-	// lives until the child has exited.
-	started, exited := make(chan error, 1), make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		exited <- cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("nlbridge's log:\n%s", stderr.String())
-		}
 	})
-
+	cmd := c.cmd
 	netns := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	// A new namespace's loopback is down: bring it up to reach the server.
 	// nlbridge publishes that change too (lo, 127.0.0.1 and ::1).
@@ -121,19 +71,11 @@ func TestIntegrationUnprivileged(t *testing.T) {
 		return m.subject == "netlink.sidecar.sync" && m.str("reason") == "request"
 	})
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	c.signal(t, syscall.SIGTERM)
+	if err := c.wait(10 * time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v, want status 0 within 10s", err)
 	}
-	select {
-	case err := <-exited:
-		exited <- err // for the cleanup
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("nlbridge did not exit within 10s of SIGTERM")
-	}
-	if log := stderr.String(); strings.Contains(log, "level=ERROR") {
+	if log := c.stderr.String(); strings.Contains(log, "level=ERROR") {
 		t.Errorf("errors in the log:\n%s", log)
 	}
 }

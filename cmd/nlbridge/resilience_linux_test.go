@@ -1,0 +1,350 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsserver "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/nlbridge/nlbridge/config"
+	"github.com/nlbridge/nlbridge/internal/nstest"
+	"github.com/nlbridge/nlbridge/sink"
+)
+
+// checkNoLiveDelLink fails for every DELLINK published for a device that
+// still exists in the kernel.
+func checkNoLiveDelLink(t *testing.T, ns *nstest.NS, msgs []msg) {
+	t.Helper()
+	live := kernelState(t, ns).links
+	for _, m := range msgs {
+		if m.str("type") == "DELLINK" {
+			if name, ok := live[m.obj("link")["index"].(float64)]; ok {
+				t.Errorf("DELLINK (seq %v) published for %s, which still exists", m.num("seq"), name)
+			}
+		}
+	}
+}
+
+// checkNoGaps fails unless seq runs from 1 without gaps within one boot.
+func checkNoGaps(t *testing.T, msgs []msg) {
+	t.Helper()
+	for i, m := range msgs {
+		if m.num("seq") != float64(i+1) {
+			t.Fatalf("message %d (%s) has seq %v: a gap or reordering", i, m.subject, m.num("seq"))
+		}
+	}
+}
+
+// serverOn runs a NATS server on 127.0.0.1:port (a random one for 0).
+func serverOn(t *testing.T, port int) *server.Server {
+	t.Helper()
+	opts := natsserver.DefaultTestOptions
+	opts.Host, opts.Port = "127.0.0.1", port
+	if port == 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	s := natsserver.RunServer(&opts)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func portOf(s *server.Server) int {
+	return int(netip.MustParseAddrPort(s.Addr().String()).Port())
+}
+
+// TestIntegrationSigstopStorm pauses nlbridge with SIGSTOP while thousands
+// of links are created and deleted, so that its small socket buffer
+// overflows; resumed, it must see the overflow, resync, and bring a
+// consumer back to the kernel's state within seconds.
+func TestIntegrationSigstopStorm(t *testing.T) {
+	ns := nstest.New(t)
+	srv := startServer(t)
+	nc := connect(t, srv)
+	events := collect(t, nc, "netlink.storm.>")
+	c := startChild(t, fmt.Sprintf(`host: storm
+netlink:
+  netns: %s
+  receive_buffer: 64KiB
+nats:
+  servers: [%s]
+`, ns.Path, srv.ClientURL()), nil)
+	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+
+	c.signal(t, syscall.SIGSTOP)
+	ns.AddVethPairs(t, "s", 1500)
+	var del strings.Builder
+	for i := range 700 {
+		fmt.Fprintf(&del, "link del sa%d\n", i)
+	}
+	if _, err := ns.Command("ip", strings.NewReader(del.String()), "-batch", "-"); err != nil {
+		t.Fatal(err)
+	}
+	c.signal(t, syscall.SIGCONT)
+
+	took := waitConverged(t, ns, events, 30*time.Second)
+	t.Logf("converged %v after SIGCONT, %d messages", took, len(events.all()))
+	if took > 15*time.Second {
+		t.Errorf("converging took %v, want seconds", took)
+	}
+	events.waitFor(0, "a SYNC after the resync", func(m msg) bool { return m.str("reason") == "resync" })
+	if log := c.stderr.String(); !strings.Contains(log, "netlink overflow") {
+		t.Errorf("no overflow in the log:\n%s", log)
+	}
+	all := events.all()
+	checkNoGaps(t, all)
+	checkNoLiveDelLink(t, ns, all)
+}
+
+// TestIntegrationServerRestart kills the NATS server mid-stream and starts
+// it again: nlbridge keeps reading the kernel, then publishes what changed
+// meanwhile, once per object, and a SYNC "reconnect". The consumer reads a
+// JetStream stream on the subjects, which keeps what arrives while the
+// consumer itself is reconnecting.
+func TestIntegrationServerRestart(t *testing.T) {
+	ns := nstest.New(t)
+	v0, _ := ns.AddVeth(t, "r0", "r1")
+	ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+	store := t.TempDir()
+	srv := jetStreamServer(t, 0, store)
+	port := portOf(srv)
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "NETLINK", Subjects: []string{"netlink.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	events := collectStream(t, js, "NETLINK")
+	cfg := config.Default()
+	cfg.Host = "restart"
+	cfg.NATS.Servers = []string{srv.ClientURL()}
+	cfg.Netlink.NetNS = ns.Path
+	runBridge(t, context.Background(), cfg)
+	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	before := len(events.all())
+
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	time.Sleep(100 * time.Millisecond) // the bridge notices
+	for mtu := uint32(1280); mtu < 1380; mtu++ {
+		ns.SetMTU(t, v0, mtu) // a hundred changes: one message after
+	}
+	ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+	ns.AddVeth(t, "r2", "r3")
+
+	jetStreamServer(t, port, store)
+	at := events.waitFor(before, "SYNC reconnect", func(m msg) bool { return m.str("reason") == "reconnect" })
+	caughtUp := events.all()[before : at+1]
+	if len(caughtUp) > 5 {
+		t.Errorf("catching up took %d messages, want one per changed object (r0, r2, r3, the address) and the SYNC", len(caughtUp))
+	}
+	all := events.all()
+	checkConverged(t, ns, all)
+	checkNoGaps(t, all)
+	checkNoLiveDelLink(t, ns, all)
+}
+
+// jetStreamServer runs a NATS server with JetStream, storing in dir.
+func jetStreamServer(t *testing.T, port int, dir string) *server.Server {
+	t.Helper()
+	opts := natsserver.DefaultTestOptions
+	opts.Host, opts.Port = "127.0.0.1", port
+	if port == 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	opts.JetStream, opts.StoreDir = true, dir
+	s := natsserver.RunServer(&opts)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// TestIntegrationStartBeforeServer starts nlbridge with no server up: it
+// must run, and publish the state once the server appears.
+func TestIntegrationStartBeforeServer(t *testing.T) {
+	ns := nstest.New(t)
+	ns.AddVeth(t, "b0", "b1")
+	probe := serverOn(t, 0)
+	port := portOf(probe)
+	probe.Shutdown()
+	probe.WaitForShutdown()
+
+	cfg := config.Default()
+	cfg.Host = "early"
+	cfg.NATS.Servers = []string{fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	cfg.Netlink.NetNS = ns.Path
+	runBridge(t, context.Background(), cfg)
+	time.Sleep(300 * time.Millisecond) // the startup dump finds no server
+	ns.AddVeth(t, "b2", "b3")
+
+	srv := serverOn(t, port)
+	nc := connect(t, srv)
+	events := collect(t, nc, "netlink.early.>")
+	events.waitFor(0, "SYNC reconnect", func(m msg) bool { return m.str("reason") == "reconnect" })
+	all := events.all()
+	checkConverged(t, ns, all)
+	checkNoGaps(t, all)
+}
+
+// TestIntegrationShutdownRestart sends SIGTERM right after a burst: every
+// event nlbridge read is published (no gap), it exits 0 within seconds, and
+// a restart has a new boot, starts seq at 1 and dumps.
+func TestIntegrationShutdownRestart(t *testing.T) {
+	ns := nstest.New(t)
+	srv := startServer(t)
+	nc := connect(t, srv)
+	events := collect(t, nc, "netlink.term.>")
+	conf := fmt.Sprintf("host: term\nnetlink:\n  netns: %s\nnats:\n  servers: [%s]\n", ns.Path, srv.ClientURL())
+	c := startChild(t, conf, nil)
+	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	ns.AddVethPairs(t, "t", 100)
+	c.signal(t, syscall.SIGTERM)
+	start := time.Now()
+	if err := c.wait(10 * time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("exit took %v after SIGTERM", took)
+	}
+	events.settle()
+	first := events.all()
+	checkNoGaps(t, first)
+	t.Logf("published %d messages before exiting", len(first))
+
+	c2 := startChild(t, conf, nil)
+	at := events.waitFor(len(first), "the second startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	second := events.all()[len(first) : at+1]
+	if second[0].num("seq") != 1 || second[0].str("boot") == first[0].str("boot") {
+		t.Errorf("after restart: seq %v boot %s; before: boot %s", second[0].num("seq"), second[0].str("boot"), first[0].str("boot"))
+	}
+	checkNoGaps(t, second)
+	checkConverged(t, ns, second)
+	c2.signal(t, syscall.SIGTERM)
+	if err := c2.wait(10 * time.Second); err != nil {
+		t.Errorf("second exit: %v", err)
+	}
+}
+
+// TestIntegrationRequestStorm fires hundreds of dump requests at once:
+// every one is answered, far fewer dumps are published, and a narrowed
+// request publishes one interface only.
+func TestIntegrationRequestStorm(t *testing.T) {
+	ns := nstest.New(t)
+	ns.AddVethPairs(t, "q", 20)
+	srv := startServer(t)
+	nc := connect(t, srv)
+	events := collect(t, nc, "netlink.storm.>")
+	cfg := config.Default()
+	cfg.Host = "storm"
+	cfg.NATS.Servers = []string{srv.ClientURL()}
+	cfg.Netlink.NetNS = ns.Path
+	cfg.Dump.OnStart = false
+	cfg.Dump.MinInterval = 200 * time.Millisecond
+	runBridge(t, context.Background(), cfg)
+	for i := 0; ; i++ { // until the bridge is up
+		if _, err := nc.Request("nlbridge.storm.dump", nil, time.Second); err == nil {
+			break
+		} else if i == 50 {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	const n = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	replies := make(chan sink.DumpReply, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subject := "nlbridge.storm.dump"
+			if i%2 == 0 {
+				subject = "nlbridge.dump" // fleet-wide
+			}
+			resp, err := nc.Request(subject, nil, 30*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if code := resp.Header.Get(micro.ErrorCodeHeader); code != "" {
+				errs <- fmt.Errorf("error %s: %s", code, resp.Header.Get(micro.ErrorHeader))
+				return
+			}
+			var r sink.DumpReply
+			if err := json.Unmarshal(resp.Data, &r); err != nil {
+				errs <- err
+				return
+			}
+			replies <- r
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	close(replies)
+	for err := range errs {
+		t.Error(err)
+	}
+	dumps := map[uint64]bool{}
+	for r := range replies {
+		dumps[r.LastSeq] = true
+		if r.Links != 41 || r.Addrs != 80 {
+			t.Errorf("reply %+v, want 41 links and 80 addresses", r)
+		}
+	}
+	events.settle()
+	syncs := 0
+	for _, m := range events.all() {
+		switch m.str("type") {
+		case "SYNC":
+			syncs++
+		case "DELADDR", "DELLINK":
+			t.Errorf("a dump published %s %v for an object that exists", m.subject, m.doc)
+		}
+	}
+	t.Logf("%d requests answered by %d dumps (%d SYNCs published)", n, len(dumps), syncs)
+	if len(dumps) > 10 || syncs > 11 {
+		t.Errorf("%d requests caused %d dumps, want far fewer", n, len(dumps))
+	}
+
+	// One interface.
+	from := len(events.all())
+	resp, err := nc.Request("nlbridge.storm.dump", []byte(`{"interface":"qa3"}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r sink.DumpReply
+	if err := json.Unmarshal(resp.Data, &r); err != nil || r.Links != 1 || r.Addrs != 2 || r.Interface != "qa3" {
+		t.Fatalf("narrowed reply %s: %+v, %v", resp.Data, r, err)
+	}
+	at := events.waitFor(from, "the narrowed SYNC", func(m msg) bool { return m.num("seq") == float64(r.LastSeq) })
+	for _, m := range events.all()[from:at] {
+		if !strings.Contains(m.subject, ".qa3.") {
+			t.Errorf("narrowed dump published %s %v", m.subject, m.doc)
+		}
+	}
+	if last := events.all()[at]; last.str("interface") != "qa3" {
+		t.Errorf("narrowed SYNC = %v", last.doc)
+	}
+}
