@@ -78,6 +78,7 @@ type NATS struct {
 	failing  uint64   // publish errors since the last success
 	pending  bool     // something was not published: reconcile on reconnect
 
+	attempts   atomic.Uint64 // failed connection attempts in a row
 	published  atomic.Uint64
 	errs       atomic.Uint64
 	unchanged  atomic.Uint64
@@ -132,6 +133,7 @@ func Connect(cfg Config) (*NATS, error) {
 		// and the state table, not a backlog, keeps what to catch up on.
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			s.attempts.Store(0)
 			log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
 			s.reconcile()
 		}),
@@ -141,11 +143,18 @@ func Connect(cfg Config) (*NATS, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.attempts.Store(0)
 			log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
 			s.reconcile()
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
-			log.Debug("NATS connection attempt failed", "error", err)
+			// The first failure of a run says why (refused, TLS, auth);
+			// the retries that follow would only repeat it.
+			level := slog.LevelDebug
+			if s.attempts.Add(1) == 1 {
+				level = slog.LevelWarn
+			}
+			log.Log(context.Background(), level, "cannot connect to NATS; retrying with backoff", "error", err)
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			log.Error("NATS error", "error", err)

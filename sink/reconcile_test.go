@@ -3,9 +3,13 @@ package sink
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +214,54 @@ func TestReconcileAfterOutage(t *testing.T) {
 	quiet(t, ch)
 	if st := s.Stats(); st.Reconciled != 3 || !strings.Contains(s.Conn().ConnectedUrl(), "127.0.0.1") {
 		t.Errorf("stats = %+v, want 3 reconciled", st)
+	}
+}
+
+// syncBuffer is a log destination that tests read while the sink writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A TLS URL for a server that speaks no TLS: Connect does not hang, and the
+// log says once, as a warning, what is wrong.
+func TestConnectTLSMismatch(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	var logs syncBuffer
+	start := time.Now()
+	s, err := Connect(Config{Servers: []string{fmt.Sprintf("tls://127.0.0.1:%d", srv.Addr().(*net.TCPAddr).Port)},
+		Name: "test", Host: "h", Subjects: NewSubjects("netlink", "nlbridge", "h"), Encoder: encode.JSON{},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer s.Conn().Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Connect took %v", took)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "level=WARN msg=\"cannot connect to NATS") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning in the log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l := logs.String(); !strings.Contains(strings.ToLower(l), "secure") && !strings.Contains(strings.ToLower(l), "tls") {
+		t.Errorf("the warning does not say what is wrong:\n%s", l)
+	}
+	if n := strings.Count(logs.String(), "level=WARN msg=\"cannot connect"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 }

@@ -356,6 +356,10 @@ func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Hand
 	n.c.events.Add(1)
 	h.Handle(&marker)
 	n.c.dumps.Add(1)
+	if d.reason == event.ReasonResync {
+		n.c.resyncs.Add(1)
+		n.log.Info("resync after overflow published", "links", marker.Sync.Links, "addrs", marker.Sync.Addrs)
+	}
 	for _, r := range d.reqs {
 		r.done <- dumpResult{ev: marker}
 	}

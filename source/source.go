@@ -56,6 +56,7 @@ type Stats struct {
 	Skipped      uint64 // valid messages not published, such as bridge port notifications
 	DecodeErrors uint64 // messages that could not be decoded and were skipped
 	Overflows    uint64 // times the kernel reported lost messages (ENOBUFS)
+	Resyncs      uint64 // dumps made to recover from overflows
 	Dumps        uint64 // completed dumps
 	DumpRetries  uint64 // dumps restarted because the kernel interrupted them
 	Merged       uint64 // dump requests answered by a dump that another request started
@@ -66,7 +67,7 @@ type Stats struct {
 // the one that owns the socket.
 type counters struct {
 	messages, events, skipped, decodeErrors atomic.Uint64
-	overflows, dumps, dumpRetries           atomic.Uint64
+	overflows, resyncs, dumps, dumpRetries  atomic.Uint64
 	merged, delayed                         atomic.Uint64
 }
 
@@ -77,6 +78,7 @@ func (c *counters) stats() Stats {
 		Skipped:      c.skipped.Load(),
 		DecodeErrors: c.decodeErrors.Load(),
 		Overflows:    c.overflows.Load(),
+		Resyncs:      c.resyncs.Load(),
 		Dumps:        c.dumps.Load(),
 		DumpRetries:  c.dumpRetries.Load(),
 		Merged:       c.merged.Load(),

@@ -180,8 +180,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Warn("stopping the dump service", "error", serr)
 	}
 	if err == nil {
-		s := src.Stats()
-		log.Info("shutting down: draining NATS", "events", s.Events, "published", out.Stats().Published)
+		s, o := src.Stats(), out.Stats()
+		log.Info("shutting down: draining NATS", "kernel_messages", s.Messages, "events", s.Events,
+			"decode_errors", s.DecodeErrors, "overflows", s.Overflows, "resyncs", s.Resyncs, "dumps", s.Dumps,
+			"dump_retries", s.DumpRetries, "requests_merged", s.Merged, "requests_delayed", s.Delayed,
+			"published", o.Published, "publish_errors", o.PublishErrors, "unchanged", o.Unchanged,
+			"reconciled", o.Reconciled, "reconnects", o.Reconnects)
 	}
 	return err
 }
