@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
@@ -23,30 +22,6 @@ import (
 	"github.com/nlbridge/nlbridge/internal/nstest"
 	"github.com/nlbridge/nlbridge/sink"
 )
-
-// checkNoLiveDelLink fails for every DELLINK published for a device that
-// still exists in the kernel.
-func checkNoLiveDelLink(t *testing.T, ns *nstest.NS, msgs []msg) {
-	t.Helper()
-	live := kernelState(t, ns).links
-	for _, m := range msgs {
-		if m.str("type") == "DELLINK" {
-			if name, ok := live[m.obj("link")["index"].(float64)]; ok {
-				t.Errorf("DELLINK (seq %v) published for %s, which still exists", m.num("seq"), name)
-			}
-		}
-	}
-}
-
-// checkNoGaps fails unless seq runs from 1 without gaps within one boot.
-func checkNoGaps(t *testing.T, msgs []msg) {
-	t.Helper()
-	for i, m := range msgs {
-		if m.num("seq") != float64(i+1) {
-			t.Fatalf("message %d (%s) has seq %v: a gap or reordering", i, m.subject, m.num("seq"))
-		}
-	}
-}
 
 // serverOn runs a NATS server on 127.0.0.1:port (a random one for 0).
 func serverOn(t *testing.T, port int) *server.Server {
@@ -104,8 +79,8 @@ nats:
 		t.Errorf("no overflow in the log:\n%s", log)
 	}
 	all := events.all()
-	checkNoGaps(t, all)
-	checkNoLiveDelLink(t, ns, all)
+	checkSeq(t, all)
+	checkDellinks(t, ns, all, nil)
 }
 
 // TestIntegrationServerRestart kills the NATS server mid-stream and starts
@@ -120,22 +95,7 @@ func TestIntegrationServerRestart(t *testing.T) {
 	store := t.TempDir()
 	srv := jetStreamServer(t, 0, store)
 	port := portOf(srv)
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "NETLINK", Subjects: []string{"netlink.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	js := makeStream(t, srv)
 	events := collectStream(t, js, "NETLINK")
 	cfg := config.Default()
 	cfg.Host = "restart"
@@ -162,8 +122,8 @@ func TestIntegrationServerRestart(t *testing.T) {
 	}
 	all := events.all()
 	checkConverged(t, ns, all)
-	checkNoGaps(t, all)
-	checkNoLiveDelLink(t, ns, all)
+	checkSeq(t, all)
+	checkDellinks(t, ns, all, nil)
 }
 
 // jetStreamServer runs a NATS server with JetStream, storing in dir.
@@ -181,12 +141,17 @@ func jetStreamServer(t *testing.T, port int, dir string) *server.Server {
 }
 
 // TestIntegrationStartBeforeServer starts nlbridge with no server up: it
-// must run, and publish the state once the server appears.
+// must run, and publish the state once the server appears. The consumer
+// reads a JetStream stream that exists from the server's first moment (it
+// was made on an earlier run of the server with the same store), so that
+// it cannot miss what nlbridge publishes as soon as it connects.
 func TestIntegrationStartBeforeServer(t *testing.T) {
 	ns := nstest.New(t)
 	ns.AddVeth(t, "b0", "b1")
-	probe := serverOn(t, 0)
+	store := t.TempDir()
+	probe := jetStreamServer(t, 0, store)
 	port := portOf(probe)
+	makeStream(t, probe)
 	probe.Shutdown()
 	probe.WaitForShutdown()
 
@@ -198,13 +163,36 @@ func TestIntegrationStartBeforeServer(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the startup dump finds no server
 	ns.AddVeth(t, "b2", "b3")
 
-	srv := serverOn(t, port)
+	srv := jetStreamServer(t, port, store)
 	nc := connect(t, srv)
-	events := collect(t, nc, "netlink.early.>")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := collectStream(t, js, "NETLINK")
 	events.waitFor(0, "SYNC reconnect", func(m msg) bool { return m.str("reason") == "reconnect" })
 	all := events.all()
 	checkConverged(t, ns, all)
-	checkNoGaps(t, all)
+	checkSeq(t, all)
+}
+
+// makeStream creates the stream NETLINK on the subjects, deduplicating by
+// Nats-Msg-Id within a minute.
+func makeStream(t *testing.T, srv *server.Server) jetstream.JetStream {
+	t.Helper()
+	nc := connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "NETLINK", Subjects: []string{"netlink.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // TestIntegrationShutdownRestart sends SIGTERM right after a burst: every
@@ -229,7 +217,7 @@ func TestIntegrationShutdownRestart(t *testing.T) {
 	}
 	events.settle()
 	first := events.all()
-	checkNoGaps(t, first)
+	checkSeq(t, first)
 	t.Logf("published %d messages before exiting", len(first))
 
 	c2 := startChild(t, conf, nil)
@@ -238,7 +226,7 @@ func TestIntegrationShutdownRestart(t *testing.T) {
 	if second[0].num("seq") != 1 || second[0].str("boot") == first[0].str("boot") {
 		t.Errorf("after restart: seq %v boot %s; before: boot %s", second[0].num("seq"), second[0].str("boot"), first[0].str("boot"))
 	}
-	checkNoGaps(t, second)
+	checkSeq(t, second)
 	checkConverged(t, ns, second)
 	c2.signal(t, syscall.SIGTERM)
 	if err := c2.wait(10 * time.Second); err != nil {
