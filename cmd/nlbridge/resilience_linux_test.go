@@ -7,16 +7,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/sys/unix"
 
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/internal/nstest"
@@ -334,5 +337,50 @@ func TestIntegrationRequestStorm(t *testing.T) {
 	}
 	if last := events.all()[at]; last.str("interface") != "qa3" {
 		t.Errorf("narrowed SYNC = %v", last.doc)
+	}
+}
+
+// TestIntegrationUnchangedNewlink: the kernel sends a NEWLINK when a field
+// nlbridge does not publish changes (here the transmit queue length);
+// nlbridge drops it, and says in "changed" what the next one changed.
+func TestIntegrationUnchangedNewlink(t *testing.T) {
+	ns := nstest.New(t)
+	idx, _ := ns.AddVeth(t, "u0", "u1")
+	srv := startServer(t)
+	nc := connect(t, srv)
+	events := collect(t, nc, "netlink.same.>")
+	cfg := config.Default()
+	cfg.Host = "same"
+	cfg.NATS.Servers = []string{srv.ClientURL()}
+	cfg.Netlink.NetNS = ns.Path
+	runBridge(t, context.Background(), cfg)
+	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+
+	// The kernel's own notification, read beside nlbridge.
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	floor, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: unix.RTMGRP_LINK, NetNS: int(f.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer floor.Close()
+	from := len(events.all())
+	if _, err := ns.Command("ip", nil, "link", "set", "dev", "u0", "txqueuelen", "500"); err != nil {
+		t.Fatal(err)
+	}
+	floor.SetReadDeadline(time.Now().Add(5 * time.Second))
+	msgs, err := floor.Receive()
+	if err != nil || len(msgs) == 0 || msgs[0].Header.Type != unix.RTM_NEWLINK {
+		t.Fatalf("the kernel sent %v, %v; want a NEWLINK for the queue length", msgs, err)
+	}
+	ns.SetMTU(t, idx, 1400)
+	at := events.waitFor(from, "NEWLINK u0 mtu 1400", func(m msg) bool { return m.subject == "netlink.same.link.u0.new" })
+	got := events.all()[from:]
+	if at != from || fmt.Sprint(got[0].doc["changed"]) != "[mtu]" || got[0].obj("link")["mtu"] != float64(1400) {
+		t.Errorf("after the queue length and MTU changes: %d messages, first %v; want only the MTU change, changed [mtu]",
+			len(got), got[0].doc)
 	}
 }
