@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,7 +274,8 @@ func (s *NATS) publish(ev *event.Event) bool {
 	}
 	s.data = data
 	s.subject = s.subj.Append(s.subject[:0], ev)
-	s.msgID = fmt.Appendf(s.msgID[:0], "%s.%s.%d", s.host, s.boot, ev.Seq)
+	s.msgID = append(append(append(append(s.msgID[:0], s.host...), '.'), s.boot...), '.')
+	s.msgID = strconv.AppendUint(s.msgID, ev.Seq, 10)
 	s.msg.Subject = string(s.subject)
 	s.msg.Header["Nats-Msg-Id"][0] = string(s.msgID)
 	s.msg.Data = data

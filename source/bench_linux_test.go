@@ -3,6 +3,7 @@
 package source
 
 import (
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"os"
@@ -54,22 +55,30 @@ func BenchmarkPipeline(b *testing.B) {
 			sub.SetPendingLimits(-1, -1)
 			nc.Flush()
 
-			// One datagram holding the captured NEWLINK and NEWADDR.
-			var dgram []byte
-			for _, f := range []string{"newlink-veth.bin", "newaddr-inet6.bin"} {
-				m, err := os.ReadFile("testdata/" + f)
-				if err != nil {
-					b.Fatal(err)
+			// Two datagrams holding the captured NEWLINK and NEWADDR, one
+			// with another MTU and address flags, sent in turn: each
+			// message changes something, so the sink publishes every one.
+			var dgrams [2][]byte
+			for i := range dgrams {
+				for _, f := range []string{"newlink-veth.bin", "newaddr-inet6.bin"} {
+					m, err := os.ReadFile("testdata/" + f)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if i == 1 {
+						patchAttr(b, m, 16+16, iflaMTU, 1400)      // after nlmsghdr and ifinfomsg
+						patchAttr(b, m, 16+8, ifaFlags, 0x80|0x20) // permanent deprecated
+					}
+					dgrams[i] = append(dgrams[i], m...)
 				}
-				dgram = append(dgram, m...)
 			}
 			n := &Netlink{dec: newDecoder(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			var ev event.Event
 			b.ReportAllocs()
 			b.ResetTimer()
 			atomic.StoreInt64(&want, int64(b.N/2*2))
-			for range b.N / 2 {
-				n.datagram(dgram, time.Now(), out, &ev)
+			for i := range b.N / 2 {
+				n.datagram(dgrams[i%2], time.Now(), out, &ev)
 			}
 			if b.N >= 2 {
 				select {
@@ -84,4 +93,25 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 		})
 	}
+}
+
+// patchAttr sets the 32-bit attribute typ of the netlink message in b, whose
+// attributes start at off, to v. It does nothing to messages of other kinds.
+func patchAttr(tb testing.TB, b []byte, off int, typ uint16, v uint32) {
+	tb.Helper()
+	wantType := uint16(rtmNewLink)
+	if typ == ifaFlags {
+		wantType = rtmNewAddr
+	}
+	if binary.NativeEndian.Uint16(b[4:6]) != wantType {
+		return
+	}
+	a := attrs{b: b[off:]}
+	for a.next() {
+		if a.typ == typ && len(a.data) == 4 {
+			binary.NativeEndian.PutUint32(a.data, v)
+			return
+		}
+	}
+	tb.Fatalf("no attribute %d in the captured message", typ)
 }
