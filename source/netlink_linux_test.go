@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +62,12 @@ func (r *recorder) waitFor(t *testing.T, what string, ok func(*event.Event) bool
 // startSource runs a source on ns until the test ends.
 func startSource(t *testing.T, ns *nstest.NS, h Handler) *Netlink {
 	t.Helper()
-	src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 1 << 20})
+	return startSourceConfig(t, Config{NetNS: ns.Path, ReceiveBuffer: 1 << 20}, h)
+}
+
+func startSourceConfig(t *testing.T, cfg Config, h Handler) *Netlink {
+	t.Helper()
+	src, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -210,5 +216,43 @@ func TestIntegrationDumpInterrupted(t *testing.T) {
 	t.Logf("dumps %d, retried %d", s.Dumps, s.DumpRetries)
 	if s.DumpRetries == 0 {
 		t.Errorf("stats = %+v: no dump was interrupted and retried", s)
+	}
+}
+
+// TestIntegrationDumpSharing: concurrent requests share dumps, and a request
+// right after a dump waits for the minimum interval.
+func TestIntegrationDumpSharing(t *testing.T) {
+	ns := nstest.New(t)
+	const interval = 300 * time.Millisecond
+	var syncs atomic.Int32
+	src := startSourceConfig(t, Config{NetNS: ns.Path, MinDumpInterval: interval}, HandlerFunc(func(ev *event.Event) {
+		if ev.Type == event.Sync {
+			syncs.Add(1)
+		}
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := src.Dump(ctx, event.ReasonRequest, ""); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := src.Dump(ctx, event.ReasonRequest, ""); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if took := time.Since(start); took < interval/2 {
+		t.Errorf("requests right after a dump were answered in %v, before the minimum interval %v", took, interval)
+	}
+	s := src.Stats()
+	t.Logf("stats %+v, %d SYNCs", s, syncs.Load())
+	if s.Dumps > 3 || s.Merged < 47 || s.Delayed == 0 || int(syncs.Load()) != int(s.Dumps) {
+		t.Errorf("stats %+v after 51 requests: want at most 3 dumps, at least 47 merged, some delayed", s)
 	}
 }
