@@ -25,10 +25,7 @@ func benchBridge(b *testing.B, ns *nstest.NS, enc config.Encoding) *nats.Conn {
 	b.Helper()
 	srv := startServer(b)
 	nc := connect(b, srv)
-	cfg := config.Default()
-	cfg.Host = "bench"
-	cfg.NATS.Servers = []string{srv.ClientURL()}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("bench", ns, srv.ClientURL())
 	cfg.Dump.OnStart = false
 	cfg.Dump.MinInterval = 0 // the dump benchmark asks back to back
 	cfg.Encoding = enc

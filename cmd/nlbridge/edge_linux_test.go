@@ -45,10 +45,7 @@ func startEdge(t *testing.T, ns *nstest.NS) *edge {
 	t.Helper()
 	srv := startServer(t)
 	events := collect(t, connect(t, srv), "netlink.>")
-	cfg := config.Default()
-	cfg.Host = "edge"
-	cfg.NATS.Servers = []string{srv.ClientURL()}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("edge", ns, srv.ClientURL())
 	cfg.Encoding = config.EncodingJSON
 	stop := runBridge(t, context.Background(), cfg)
 	events.waitFor(0, "the startup SYNC", func(m msg) bool { return m.subject == edgePre+"sync" })
@@ -323,13 +320,8 @@ func checkConvergedStrict(t *testing.T, ns *nstest.NS, msgs []msg) {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		ip := a.Attributes.Local
-		if ip == nil {
-			ip = a.Attributes.Address
-		}
-		addr, _ := netip.AddrFromSlice(ip)
 		flags := a.Attributes.Flags | uint32(a.Flags)
-		want.addrs[fmt.Sprintf("%v %v/%v", a.Index, addr.Unmap(), a.PrefixLength)] = edgeAddr{
+		want.addrs[kernelAddrKey(a)] = edgeAddr{
 			label: a.Attributes.Label,
 			flags: stableFlags(func(_ string, bit uint32) bool { return flags&bit != 0 }),
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -307,14 +308,20 @@ func kernelState(t *testing.T, ns *nstest.NS) state {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		ip := a.Attributes.Local
-		if ip == nil {
-			ip = a.Attributes.Address
-		}
-		addr, _ := netip.AddrFromSlice(ip)
-		want.addrs[fmt.Sprintf("%v %v/%v", a.Index, addr.Unmap(), a.PrefixLength)] = true
+		want.addrs[kernelAddrKey(a)] = true
 	}
 	return want
+}
+
+// kernelAddrKey names an address the kernel lists as a consumer keys it:
+// "index address/prefix_len".
+func kernelAddrKey(a rtnetlink.AddressMessage) string {
+	ip := a.Attributes.Local
+	if ip == nil {
+		ip = a.Attributes.Address
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return fmt.Sprintf("%v %v/%v", a.Index, addr.Unmap(), a.PrefixLength)
 }
 
 func (s state) equal(o state) bool {
@@ -356,10 +363,7 @@ func TestIntegrationMicroService(t *testing.T) {
 	ns := nstest.New(t)
 	srv := startServer(t)
 	nc := connect(t, srv)
-	cfg := config.Default()
-	cfg.Host = "svc"
-	cfg.NATS.Servers = []string{srv.ClientURL()}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("svc", ns, srv.ClientURL())
 	cfg.Dump.OnStart = false
 	runBridge(t, context.Background(), cfg)
 
@@ -390,4 +394,14 @@ func TestIntegrationMicroService(t *testing.T) {
 		t.Errorf("INFO = %+v, endpoints %v", info, subjects)
 	}
 	_ = nats.ErrTimeout
+}
+
+// testConfig is the default configuration with the host name, the
+// namespace to watch and the NATS server a test uses.
+func testConfig(host string, ns *nstest.NS, server string) config.Config {
+	cfg := config.Default()
+	cfg.Host = host
+	cfg.NATS.Servers = []string{server}
+	cfg.Netlink.NetNS = ns.Path
+	return cfg
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sys/unix"
 
-	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/internal/nstest"
 	"github.com/nlbridge/nlbridge/sink"
 )
@@ -100,10 +99,7 @@ func TestIntegrationServerRestart(t *testing.T) {
 	port := portOf(srv)
 	js := makeStream(t, srv)
 	events := collectStream(t, js, "NETLINK")
-	cfg := config.Default()
-	cfg.Host = "restart"
-	cfg.NATS.Servers = []string{srv.ClientURL()}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("restart", ns, srv.ClientURL())
 	runBridge(t, context.Background(), cfg)
 	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
 	before := len(events.all())
@@ -158,10 +154,7 @@ func TestIntegrationStartBeforeServer(t *testing.T) {
 	probe.Shutdown()
 	probe.WaitForShutdown()
 
-	cfg := config.Default()
-	cfg.Host = "early"
-	cfg.NATS.Servers = []string{fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("early", ns, fmt.Sprintf("nats://127.0.0.1:%d", port))
 	runBridge(t, context.Background(), cfg)
 	time.Sleep(300 * time.Millisecond) // the startup dump finds no server
 	ns.AddVeth(t, "b2", "b3")
@@ -246,10 +239,7 @@ func TestIntegrationRequestStorm(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv)
 	events := collect(t, nc, "netlink.storm.>")
-	cfg := config.Default()
-	cfg.Host = "storm"
-	cfg.NATS.Servers = []string{srv.ClientURL()}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("storm", ns, srv.ClientURL())
 	cfg.Dump.OnStart = false
 	cfg.Dump.MinInterval = 200 * time.Millisecond
 	runBridge(t, context.Background(), cfg)
@@ -349,10 +339,7 @@ func TestIntegrationUnchangedNewlink(t *testing.T) {
 	srv := startServer(t)
 	nc := connect(t, srv)
 	events := collect(t, nc, "netlink.same.>")
-	cfg := config.Default()
-	cfg.Host = "same"
-	cfg.NATS.Servers = []string{srv.ClientURL()}
-	cfg.Netlink.NetNS = ns.Path
+	cfg := testConfig("same", ns, srv.ClientURL())
 	runBridge(t, context.Background(), cfg)
 	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
 
