@@ -174,6 +174,8 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 	}
 	n.running = true
 	n.mu.Unlock()
+	n.c.running.Store(true)
+	defer n.c.running.Store(false)
 	defer n.finish()
 
 	// A deadline in the past unblocks a pending receive at once; nothing is
@@ -198,7 +200,9 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 			}
 			return fmt.Errorf("source: receive: %w", err)
 		}
-		n.datagram(n.buf[:size], time.Now(), h, &ev)
+		now := time.Now()
+		n.c.lastEvent.Store(now.UnixNano())
+		n.datagram(n.buf[:size], now, h, &ev)
 	}
 }
 

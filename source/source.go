@@ -51,16 +51,18 @@ var ErrClosed = errors.New("source: closed")
 
 // Stats are the source's counters since it was opened.
 type Stats struct {
-	Messages     uint64 // netlink messages read
-	Events       uint64 // events handed to the Handler, SYNC markers included
-	Skipped      uint64 // valid messages not published, such as bridge port notifications
-	DecodeErrors uint64 // messages that could not be decoded and were skipped
-	Overflows    uint64 // times the kernel reported lost messages (ENOBUFS)
-	Resyncs      uint64 // dumps made to recover from overflows
-	Dumps        uint64 // completed dumps
-	DumpRetries  uint64 // dumps restarted because the kernel interrupted them
-	Merged       uint64 // dump requests answered by a dump that another request started
-	Delayed      uint64 // dump requests held back by the minimum interval between dumps
+	Messages     uint64    // netlink messages read
+	Events       uint64    // events handed to the Handler, SYNC markers included
+	Skipped      uint64    // valid messages not published, such as bridge port notifications
+	DecodeErrors uint64    // messages that could not be decoded and were skipped
+	Overflows    uint64    // times the kernel reported lost messages (ENOBUFS)
+	Resyncs      uint64    // dumps made to recover from overflows
+	Dumps        uint64    // completed dumps
+	DumpRetries  uint64    // dumps restarted because the kernel interrupted them
+	Merged       uint64    // dump requests answered by a dump that another request started
+	Delayed      uint64    // dump requests held back by the minimum interval between dumps
+	LastEvent    time.Time // when the last event was read; zero before the first
+	Running      bool      // Run is reading the socket
 }
 
 // counters are the atomic form of Stats: read by any goroutine, written by
@@ -69,10 +71,12 @@ type counters struct {
 	messages, events, skipped, decodeErrors atomic.Uint64
 	overflows, resyncs, dumps, dumpRetries  atomic.Uint64
 	merged, delayed                         atomic.Uint64
+	lastEvent                               atomic.Int64 // Unix nanoseconds
+	running                                 atomic.Bool
 }
 
 func (c *counters) stats() Stats {
-	return Stats{
+	s := Stats{
 		Messages:     c.messages.Load(),
 		Events:       c.events.Load(),
 		Skipped:      c.skipped.Load(),
@@ -83,5 +87,10 @@ func (c *counters) stats() Stats {
 		DumpRetries:  c.dumpRetries.Load(),
 		Merged:       c.merged.Load(),
 		Delayed:      c.delayed.Load(),
+		Running:      c.running.Load(),
 	}
+	if ns := c.lastEvent.Load(); ns != 0 {
+		s.LastEvent = time.Unix(0, ns)
+	}
+	return s
 }
