@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nlbridge/nlbridge/event"
+	"github.com/nlbridge/nlbridge/filter"
 	"github.com/nlbridge/nlbridge/state"
 )
 
@@ -47,8 +49,14 @@ type Config struct {
 	Host     string
 	Subjects Subjects
 	Encoder  Encoder
+	// Filter drops the events it rejects before the state table, so they
+	// are never published; nil keeps all.
+	Filter *filter.Filter
 	// Logger receives the sink's logs; nil discards them.
 	Logger *slog.Logger
+	// Auth and TLS secure the connection to Servers.
+	Auth Auth
+	TLS  TLS
 }
 
 // NATS publishes events to NATS. It keeps a state.Table of what it
@@ -64,6 +72,7 @@ type NATS struct {
 	host   string
 	boot   string
 	log    *slog.Logger
+	filter *filter.Filter
 	closed chan struct{} // closed by nats.go's closed callback
 
 	mu       sync.Mutex
@@ -84,6 +93,7 @@ type NATS struct {
 	errs       atomic.Uint64
 	unchanged  atomic.Uint64
 	reconciled atomic.Uint64
+	filtered   atomic.Uint64
 }
 
 // Stats are the sink's counters.
@@ -93,6 +103,7 @@ type Stats struct {
 	Unchanged     uint64 // kernel notifications that changed nothing published, dropped
 	Reconciled    uint64 // messages published to catch up after an outage
 	Reconnects    uint64 // reconnections to a server
+	Filtered      uint64 // events the filter dropped
 }
 
 // NewBoot returns a random id for one run of nlbridge.
@@ -106,7 +117,9 @@ func NewBoot() string {
 // in any order with its servers, keeps trying forever with a capped
 // backoff, and buffers what it publishes meanwhile (up to the NATS
 // client's reconnect buffer). It fails only on settings that can never
-// work, such as a malformed URL.
+// work, such as a malformed URL or an unreadable or malformed key,
+// certificate or credentials file. A server that refuses the credentials
+// is retried like an unreachable one: they may be fixed on the server.
 func Connect(cfg Config) (*NATS, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -124,18 +137,36 @@ func Connect(cfg Config) (*NATS, error) {
 		closed: make(chan struct{}),
 		msg:    nats.Msg{Header: nats.Header{"Content-Type": {cfg.Encoder.ContentType()}, "Nats-Msg-Id": {""}}},
 		table:  state.New(),
+		filter: cfg.Filter,
+	}
+	security, err := securityOptions(cfg.Auth, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	auth, secure := cfg.Auth.Method(), cfg.TLS.Enabled()
+	connectFailed := func(nc *nats.Conn, err error) {
+		// The first failure of a run says why (refused, TLS, auth);
+		// the retries that follow would only repeat it.
+		level := slog.LevelDebug
+		if s.attempts.Add(1) == 1 {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "cannot connect to NATS; retrying with backoff", "error", err,
+			"auth", auth, "tls", secure)
 	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
+		// nats.go would give up for good on a second authorization error.
+		nats.IgnoreAuthErrorAbort(),
 		nats.CustomReconnectDelay(reconnectDelay),
 		// No reconnect buffer: while disconnected publishing fails at once,
 		// and the state table, not a backlog, keeps what to catch up on.
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
-			log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
+			log.Info("connected to NATS", "server", redactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
 			s.reconcile()
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -145,23 +176,20 @@ func Connect(cfg Config) (*NATS, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
-			log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
+			log.Info("reconnected to NATS", "server", redactURL(nc.ConnectedUrl()))
 			s.reconcile()
 		}),
-		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
-			// The first failure of a run says why (refused, TLS, auth);
-			// the retries that follow would only repeat it.
-			level := slog.LevelDebug
-			if s.attempts.Add(1) == 1 {
-				level = slog.LevelWarn
-			}
-			log.Log(context.Background(), level, "cannot connect to NATS; retrying with backoff", "error", err)
-		}),
+		nats.ReconnectErrHandler(connectFailed),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if sub == nil && isAuthError(err) {
+				connectFailed(nc, err) // a server refusing each reconnection
+				return
+			}
 			log.Error("NATS error", "error", err)
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(s.closed) }),
 	}
+	opts = append(opts, security...)
 	url := strings.Join(cfg.Servers, ",")
 	if len(cfg.Servers) == 0 {
 		if cfg.Embedded == nil {
@@ -172,13 +200,16 @@ func Connect(cfg Config) (*NATS, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("sink: connect to NATS %s: %w", url, err)
+		if ue, ok := errors.AsType[*neturl.Error](err); ok {
+			ue.URL = redactURL(ue.URL) // a URL that does not parse
+		}
+		return nil, fmt.Errorf("sink: connect to NATS %s: %w", redactURLs(url), err)
 	}
 	s.mu.Lock()
 	s.nc = nc
 	s.mu.Unlock()
 	if !nc.IsConnected() {
-		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", url)
+		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", redactURLs(url))
 	}
 	// The first connection may have come before s.nc was set.
 	s.reconcile()
@@ -227,6 +258,17 @@ func (s *NATS) Handle(ev *event.Event) {
 		}
 		s.dumping = false
 		s.publish(ev)
+		return
+	}
+	if !s.filter.Allow(ev) {
+		s.filtered.Add(1) // never published, counted in a dump or in the table
+		if ev.Type.IsDel() {
+			// The object may be in the table (only its deletion is
+			// filtered): forget it quietly, or a later dump would publish
+			// the deletion after all.
+			s.table.Update(ev)
+			s.table.Published(ev, true)
+		}
 		return
 	}
 	inScope := false
@@ -365,6 +407,7 @@ func (s *NATS) Stats() Stats {
 		Unchanged:     s.unchanged.Load(),
 		Reconciled:    s.reconciled.Load(),
 		Reconnects:    s.nc.Stats().Reconnects,
+		Filtered:      s.filtered.Load(),
 	}
 }
 

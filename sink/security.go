@@ -1,0 +1,251 @@
+package sink
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// Auth says how the sink authenticates to NATS servers. At most one method
+// is set: User (with Password), Token, CredentialsFile or NKeySeedFile.
+// Connect reads the files named at once and fails if they are unreadable or
+// malformed, rather than failing every connection attempt later. Secrets are
+// never logged nor put in errors.
+type Auth struct {
+	User     string // user name, nats.auth.user
+	Password string // nats.auth.password
+	Token    string // nats.auth.token
+	// CredentialsFile is a .creds file (user JWT and nkey seed, as nsc
+	// writes it), nats.auth.credentials_file.
+	CredentialsFile string
+	// NKeySeedFile holds a user nkey seed (SU…), nats.auth.nkey_seed_file.
+	NKeySeedFile string
+}
+
+// Method returns the authentication method, for the logs: "none",
+// "user/password", "token", "credentials" or "nkey". When more than one is
+// set, which Connect rejects, it returns the first of them.
+func (a Auth) Method() string {
+	if m := a.methods(); len(m) > 0 {
+		return m[0]
+	}
+	return "none"
+}
+
+// methods returns the names of the methods that are set.
+func (a Auth) methods() []string {
+	var m []string
+	if a.User != "" || a.Password != "" {
+		m = append(m, "user/password")
+	}
+	if a.Token != "" {
+		m = append(m, "token")
+	}
+	if a.CredentialsFile != "" {
+		m = append(m, "credentials")
+	}
+	if a.NKeySeedFile != "" {
+		m = append(m, "nkey")
+	}
+	return m
+}
+
+// TLS configures TLS to NATS servers. With none of it set the sink still
+// speaks TLS to servers that require it or to tls:// URLs, verifying them
+// against the system's roots.
+type TLS struct {
+	// CAFile holds the PEM certificates that server certificates are
+	// verified against instead of the system's roots, nats.tls.ca_file.
+	CAFile string
+	// CertFile and KeyFile are the PEM client certificate and key that the
+	// sink presents to servers that verify clients, nats.tls.cert_file and
+	// nats.tls.key_file. Both or neither are set.
+	CertFile, KeyFile string
+	// InsecureSkipVerify accepts any server certificate: for tests only,
+	// nats.tls.insecure_skip_verify.
+	InsecureSkipVerify bool
+	// HandshakeFirst starts TLS before the server's INFO, for servers with
+	// handshake_first set, nats.tls.handshake_first.
+	HandshakeFirst bool
+}
+
+// Enabled reports whether any TLS setting is set. Each of them makes the
+// sink require TLS from every server.
+func (t TLS) Enabled() bool { return t != TLS{} }
+
+// securityOptions checks a and t, reading the files they name, and returns
+// the nats.go options that apply them. nats.go would read some files only
+// when connecting and, since the sink retries forever, fail there again and
+// again; here a bad file is an error that names its setting.
+func securityOptions(a Auth, t TLS) ([]nats.Option, error) {
+	var opts []nats.Option
+	if m := a.methods(); len(m) > 1 {
+		return nil, fmt.Errorf("sink: nats.auth: more than one method set (%s): set one", strings.Join(m, ", "))
+	}
+	switch {
+	case a.Password != "" && a.User == "":
+		return nil, errors.New("sink: nats.auth.password is set but nats.auth.user is not")
+	case a.User != "":
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	case a.Token != "":
+		opts = append(opts, nats.Token(a.Token))
+	case a.CredentialsFile != "":
+		if err := checkCredentials(a.CredentialsFile); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserCredentials(a.CredentialsFile))
+	case a.NKeySeedFile != "":
+		const setting = "nats.auth.nkey_seed_file"
+		if err := checkSeed(setting, a.NKeySeedFile, nil); err != nil {
+			return nil, err
+		}
+		o, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
+		if err != nil {
+			return nil, fileError(setting, a.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	}
+
+	if t.InsecureSkipVerify {
+		// First: nats.Secure replaces the tls.Config that RootCAs and
+		// ClientCert would otherwise create.
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}))
+	}
+	if t.CAFile != "" {
+		const setting = "nats.tls.ca_file"
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fileError(setting, t.CAFile, err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return nil, fileError(setting, t.CAFile, errors.New("no certificates found"))
+		}
+		opts = append(opts, nats.RootCAs(t.CAFile))
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return nil, errors.New("sink: nats.tls.cert_file is set but nats.tls.key_file is not")
+	case t.KeyFile != "" && t.CertFile == "":
+		return nil, errors.New("sink: nats.tls.key_file is set but nats.tls.cert_file is not")
+	case t.CertFile != "":
+		if err := checkKeyPair(t.CertFile, t.KeyFile); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.ClientCert(t.CertFile, t.KeyFile))
+	}
+	if t.HandshakeFirst {
+		opts = append(opts, nats.TLSHandshakeFirst())
+	}
+	return opts, nil
+}
+
+// checkKeyPair checks that a client certificate and its key load and match.
+func checkKeyPair(certFile, keyFile string) error {
+	if _, err := os.ReadFile(certFile); err != nil {
+		return fileError("nats.tls.cert_file", certFile, err)
+	}
+	if _, err := os.ReadFile(keyFile); err != nil {
+		return fileError("nats.tls.key_file", keyFile, err)
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		return fmt.Errorf("sink: nats.tls.cert_file %s and nats.tls.key_file %s: %w", certFile, keyFile, err)
+	}
+	return nil
+}
+
+// checkCredentials checks that a .creds file holds a user JWT and the seed
+// of that user.
+func checkCredentials(file string) error {
+	const setting = "nats.auth.credentials_file"
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fileError(setting, file, err)
+	}
+	defer clear(data)
+	token, err := nkeys.ParseDecoratedJWT(data)
+	if err != nil {
+		return fileError(setting, file, fmt.Errorf("no user JWT: %w", err))
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return fileError(setting, file, fmt.Errorf("no valid user JWT: %w", err))
+	}
+	return checkSeed(setting, file, claims)
+}
+
+// checkSeed checks that file holds a user nkey seed, and, with claims, the
+// seed of the user that claims are about. The seed never goes into an
+// error.
+func checkSeed(setting, file string, claims *jwt.UserClaims) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fileError(setting, file, err)
+	}
+	defer clear(data)
+	kp, err := nkeys.ParseDecoratedUserNKey(data)
+	if err != nil {
+		return fileError(setting, file, fmt.Errorf("no valid user nkey seed: %w", err))
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return fileError(setting, file, fmt.Errorf("no valid user nkey seed: %w", err))
+	}
+	if claims != nil && pub != claims.Subject {
+		return fileError(setting, file, fmt.Errorf("the seed is not that of the JWT's user %s", claims.Subject))
+	}
+	return nil
+}
+
+// fileError names the setting and the file in err, dropping the file name
+// that an *fs.PathError repeats.
+func fileError(setting, file string, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		err = pe.Err
+	}
+	return fmt.Errorf("sink: %s %s: %w", setting, file, err)
+}
+
+// isAuthError reports whether err is a server's refusal of the
+// credentials.
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
+// redactURL hides the secret in a server URL for the logs: the password of
+// user:password, or a token given as the user. Unlike url.URL.Redacted it
+// also hides tokens and works on URLs that do not parse.
+func redactURL(s string) string {
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return s
+	}
+	user := "xxxxx" // a token
+	if i := strings.IndexByte(rest[:at], ':'); i >= 0 {
+		user = rest[:i+1] + "xxxxx"
+	}
+	return scheme + user + rest[at:]
+}
+
+// redactURLs redacts each URL of a comma-separated list, as nats.Connect
+// takes it.
+func redactURLs(urls string) string {
+	r := strings.Split(urls, ",")
+	for i, s := range r {
+		r[i] = redactURL(s)
+	}
+	return strings.Join(r, ",")
+}
