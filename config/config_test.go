@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"reflect"
 	"regexp"
@@ -96,6 +97,49 @@ var goodInputs = []struct {
 	{name: "min interval", in: "dump:\n  min_interval: 250ms\n", want: func(c *Config) { c.Dump.MinInterval = 250 * time.Millisecond }},
 	{name: "min interval 0", in: "dump:\n  min_interval: 0s\n", want: func(c *Config) { c.Dump.MinInterval = 0 }},
 	{name: "dump True", in: "dump:\n  on_start: True\n"},
+	{
+		name: "auth user and password",
+		in:   "nats:\n  auth:\n    user: alice\n    password: \"1234\"\n",
+		want: func(c *Config) { c.NATS.Auth = Auth{User: "alice", Password: "1234"} },
+	},
+	{name: "auth token", in: "nats:\n  auth: {token: s3cret}\n", want: func(c *Config) { c.NATS.Auth.Token = "s3cret" }},
+	{
+		name: "auth credentials relative",
+		in:   "nats:\n  auth:\n    credentials_file: nlbridge.creds\n",
+		want: func(c *Config) { c.NATS.Auth.CredentialsFile = "nlbridge.creds" },
+	},
+	{
+		name: "auth nkey absolute",
+		in:   "nats:\n  auth:\n    nkey_seed_file: /etc/nlbridge/user.nk\n",
+		want: func(c *Config) { c.NATS.Auth.NKeySeedFile = "/etc/nlbridge/user.nk" },
+	},
+	{name: "auth empty strings", in: "nats:\n  auth: {user: \"\", password: \"\", token: \"\"}\n"},
+	{
+		name: "tls",
+		in:   "nats:\n  tls:\n    ca_file: /etc/ssl/ca.pem\n    cert_file: client.pem\n    key_file: ./client-key.pem\n    insecure_skip_verify: true\n    handshake_first: true\n",
+		want: func(c *Config) {
+			c.NATS.TLS = TLS{CAFile: "/etc/ssl/ca.pem", CertFile: "client.pem", KeyFile: "./client-key.pem", InsecureSkipVerify: true, HandshakeFirst: true}
+		},
+	},
+	{name: "tls ca only", in: "nats:\n  tls: {ca_file: ca.pem}\n", want: func(c *Config) { c.NATS.TLS.CAFile = "ca.pem" }},
+	{
+		name: "filter",
+		in:   "filter:\n  interfaces:\n    include: [eth*, \"bond[0-9]\", \"*\", \"en?s[^0]\", \"a\\\\*\"]\n    exclude:\n      - \"veth*\"\n  families: [inet6]\n  events: [DELADDR, NEWADDR]\n",
+		want: func(c *Config) {
+			c.Filter = Filter{
+				Include:  []string{"eth*", "bond[0-9]", "*", "en?s[^0]", `a\*`},
+				Exclude:  []string{"veth*"},
+				Families: []string{"inet6"},
+				Events:   []string{"DELADDR", "NEWADDR"},
+			}
+		},
+	},
+	{name: "filter interfaces null", in: "filter:\n  interfaces:\n"},
+	{name: "log", in: "log:\n  level: debug\n  format: json\n", want: func(c *Config) { c.Log = Log{Level: slog.LevelDebug, Format: LogJSON} }},
+	{name: "log warn", in: "log: {level: warn}\n", want: func(c *Config) { c.Log.Level = slog.LevelWarn }},
+	{name: "log error", in: "log: {level: error}\n", want: func(c *Config) { c.Log.Level = slog.LevelError }},
+	{name: "metrics", in: "metrics:\n  listen: \":9100\"\n", want: func(c *Config) { c.Metrics.Listen = ":9100" }},
+	{name: "metrics off", in: "metrics:\n  listen: \"\"\n"},
 }
 
 func TestParse(t *testing.T) {
@@ -123,7 +167,7 @@ var badInputs = []struct {
 	want string
 }{
 	// Structure.
-	{"unknown key", "bogus: 1\n", "test.yaml:1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, dump)"},
+	{"unknown key", "bogus: 1\n", "test.yaml:1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, filter, dump, log, metrics)"},
 	{"unknown nested key", "netlink:\n  netns: \"\"\n\n  recieve_buffer: 4MiB\n", "test.yaml:4: netlink.recieve_buffer: unknown key (known: netns, receive_buffer)"},
 	{"unknown deep key", "nats:\n  embedded:\n    port: 4222\n", "test.yaml:3: nats.embedded.port: unknown key (known: listen)"},
 	{"duplicate key", "host: a\nencoding: json\nhost: b\n", "test.yaml:3: host: duplicate key (first on line 1)"},
@@ -210,6 +254,50 @@ var badInputs = []struct {
 	{"subjects equal", "subjects:\n  prefix: nlbridge\n", `test.yaml:1: subjects: prefix "nlbridge" and control "nlbridge" overlap: subscribers to one would see the other`},
 	{"control under prefix", "\nsubjects:\n  control: netlink.ctl\n", `test.yaml:2: subjects: prefix "netlink" and control "netlink.ctl" overlap: subscribers to one would see the other`},
 	{"prefix under control", "subjects: {prefix: nlbridge.events}\n", `test.yaml:1: subjects: prefix "nlbridge.events" and control "nlbridge" overlap: subscribers to one would see the other`},
+
+	// Authentication and TLS. No error may show a secret; s3cret stands for one.
+	{"auth two methods", "nats:\n  auth:\n    token: s3cret\n    credentials_file: a.creds\n", "test.yaml:2: nats.auth: more than one method is set (token, credentials); use one"},
+	{"auth all methods", "nats:\n  auth: {user: a, password: s3cret, token: s3cret, credentials_file: a, nkey_seed_file: b}\n", "test.yaml:2: nats.auth: more than one method is set (user/password, token, credentials, nkey); use one"},
+	{"auth user and token", "nats:\n  auth:\n    user: alice\n    token: s3cret\n", "test.yaml:2: nats.auth: more than one method is set (user/password, token); use one"},
+	{"auth user alone", "nats:\n  auth:\n\n    user: alice\n", "test.yaml:4: nats.auth.user: set without nats.auth.password (they go together)"},
+	{"auth password alone", "nats:\n  auth:\n    password: s3cret\n", "test.yaml:3: nats.auth.password: set without nats.auth.user (they go together)"},
+	{"auth password integer", "nats:\n  auth:\n    password: 123456\n", "test.yaml:3: nats.auth.password: want a string, got integer (value not shown)"},
+	{"auth token boolean", "nats:\n  auth:\n    token: yes\n    token: true\n", "test.yaml:4: nats.auth.token: duplicate key (first on line 3)"},
+	{"auth token mapping", "nats:\n  auth:\n    token: {s3cret: 1}\n", "test.yaml:3: nats.auth.token: want a string, got mapping (value not shown)"},
+	{"auth token tagged", "nats:\n  auth:\n    token: !secret s3cret\n", "test.yaml:3: nats.auth.token: want a string, got !secret (value not shown)"},
+	{"auth unknown key", "nats:\n  auth:\n    username: a\n", "test.yaml:3: nats.auth.username: unknown key (known: user, password, token, credentials_file, nkey_seed_file)"},
+	{"credentials home", "nats:\n  auth:\n    credentials_file: ~/a.creds\n", `test.yaml:3: nats.auth.credentials_file: "~/a.creds" starts with ~, which nlbridge does not expand; want an absolute or relative path`},
+	{"nkey directory", "nats:\n  auth:\n    nkey_seed_file: /etc/nkeys/\n", `test.yaml:3: nats.auth.nkey_seed_file: "/etc/nkeys/" ends in /, want the path of a file`},
+	{"credentials NUL", "nats:\n  auth:\n    credentials_file: \"a\\0b\"\n", `test.yaml:3: nats.auth.credentials_file: "a\x00b" contains a NUL byte, want a path`},
+	{"tls cert alone", "nats:\n  tls:\n    cert_file: c.pem\n", "test.yaml:3: nats.tls.cert_file: set without nats.tls.key_file (they go together)"},
+	{"tls key alone", "nats:\n  tls:\n    ca_file: ca.pem\n    key_file: k.pem\n", "test.yaml:4: nats.tls.key_file: set without nats.tls.cert_file (they go together)"},
+	{"tls ca directory", "nats:\n  tls:\n    ca_file: /etc/ssl/\n", `test.yaml:3: nats.tls.ca_file: "/etc/ssl/" ends in /, want the path of a file`},
+	{"tls bool string", "nats:\n  tls:\n    insecure_skip_verify: \"true\"\n", `test.yaml:3: nats.tls.insecure_skip_verify: want a boolean, got string "true"`},
+	{"tls section scalar", "nats:\n  tls: true\n", "test.yaml:2: nats.tls: want a mapping, got boolean true"},
+
+	// Filter.
+	{"glob bad", "filter:\n  interfaces:\n    include: [eth0, eth1, \"eth[\"]\n", `test.yaml:3: filter.interfaces.include[2]: "eth[" is not a glob: syntax error in pattern`},
+	{"glob trailing backslash", "filter:\n  interfaces:\n    exclude:\n      - veth*\n      - 'a\\'\n", `test.yaml:5: filter.interfaces.exclude[1]: "a\\" is not a glob: syntax error in pattern`},
+	{"glob empty", "filter:\n  interfaces:\n    exclude: [\"\"]\n", "test.yaml:3: filter.interfaces.exclude[0]: must not be empty"},
+	{"glob integer", "filter:\n  interfaces:\n    include: [0]\n", "test.yaml:3: filter.interfaces.include[0]: want a string, got integer 0"},
+	{"interfaces list", "filter:\n  interfaces: [eth0]\n", "test.yaml:2: filter.interfaces: want a mapping, got sequence"},
+	{"families empty", "filter:\n  families: []\n", "test.yaml:2: filter.families: must not be empty, want one or more of inet, inet6"},
+	{"families null", "filter:\n  families:\n", "test.yaml:2: filter.families: must not be empty, want one or more of inet, inet6"},
+	{"families unknown", "filter:\n  families: [inet, ipv6]\n", `test.yaml:2: filter.families[1]: "ipv6" is not one of inet, inet6`},
+	{"families duplicate", "filter:\n  families:\n    - inet6\n    - inet\n    - inet6\n", `test.yaml:5: filter.families[2]: "inet6" is already listed at filter.families[0]`},
+	{"events empty", "filter:\n  events: []\n", "test.yaml:2: filter.events: must not be empty, want one or more of NEWLINK, DELLINK, NEWADDR, DELADDR"},
+	{"events case", "filter:\n  events: [newlink]\n", `test.yaml:2: filter.events[0]: "newlink" is not one of NEWLINK, DELLINK, NEWADDR, DELADDR`},
+	{"events duplicate", "filter:\n  events: [NEWLINK, NEWLINK]\n", `test.yaml:2: filter.events[1]: "NEWLINK" is already listed at filter.events[0]`},
+	{"events string", "filter:\n  events: NEWLINK\n", `test.yaml:2: filter.events: want a sequence, got string "NEWLINK"`},
+
+	// Log and metrics.
+	{"log level unknown", "log:\n  level: verbose\n", `test.yaml:2: log.level: "verbose" is not one of debug, info, warn, error`},
+	{"log level upper case", "log:\n  level: INFO\n", `test.yaml:2: log.level: "INFO" is not one of debug, info, warn, error`},
+	{"log level offset", "log:\n  level: info+2\n", `test.yaml:2: log.level: "info+2" is not one of debug, info, warn, error`},
+	{"log level integer", "log:\n  level: 0\n", "test.yaml:2: log.level: want a string, got integer 0"},
+	{"log format", "log:\n  format: logfmt\n", `test.yaml:2: log.format: "logfmt" is not one of text, json`},
+	{"metrics without port", "metrics:\n  listen: localhost\n", `test.yaml:2: metrics.listen: "localhost" is not host:port: missing port in address`},
+	{"metrics port", "metrics:\n  listen: \":http\"\n", `test.yaml:2: metrics.listen: ":http" has port "http", want a number 0-65535`},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -228,13 +316,16 @@ func TestParseErrors(t *testing.T) {
 			if !reflect.DeepEqual(c, Config{}) {
 				t.Errorf("Parse returned %+v with its error, want the zero Config", c)
 			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("Parse error %q shows a secret", err)
+			}
 		})
 	}
 }
 
 func TestParseErrorWithoutName(t *testing.T) {
 	_, err := Parse(strings.NewReader("bogus: 1\n"), "")
-	want := "line 1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, dump)"
+	want := "line 1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, filter, dump, log, metrics)"
 	if err == nil || err.Error() != want {
 		t.Errorf("Parse: got error %v, want %s", err, want)
 	}
@@ -340,7 +431,13 @@ func TestDefault(t *testing.T) {
 		},
 		Encoding: "json",
 		Subjects: Subjects{Prefix: "netlink", Control: "nlbridge"},
-		Dump:     Dump{OnStart: true, MinInterval: time.Second},
+		Filter: Filter{
+			Families: []string{"inet", "inet6"},
+			Events:   []string{"NEWLINK", "DELLINK", "NEWADDR", "DELADDR"},
+		},
+		Dump:    Dump{OnStart: true, MinInterval: time.Second},
+		Log:     Log{Level: slog.LevelInfo, Format: "text"},
+		Metrics: Metrics{Listen: ""},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -370,6 +467,18 @@ func TestValidate(t *testing.T) {
 		{name: "control", change: func(c *Config) { c.Subjects.Control = "" }, want: "subjects.control: must not be empty"},
 		{name: "overlap", change: func(c *Config) { c.Subjects.Control = c.Subjects.Prefix }, want: `subjects: prefix "netlink" and control "netlink" overlap: subscribers to one would see the other`},
 		{name: "first of several", change: func(c *Config) { c.Encoding, c.NATS.Name = "", "" }, want: "nats.name: must not be empty"},
+		{name: "auth nkey", change: func(c *Config) { c.NATS.Auth.NKeySeedFile = "user.nk" }},
+		{name: "auth two", change: func(c *Config) { c.NATS.Auth = Auth{Token: "s3cret", NKeySeedFile: "user.nk"} }, want: "nats.auth: more than one method is set (token, nkey); use one"},
+		{name: "auth password", change: func(c *Config) { c.NATS.Auth.Password = "s3cret" }, want: "nats.auth.password: set without nats.auth.user (they go together)"},
+		{name: "tls", change: func(c *Config) { c.NATS.TLS = TLS{CertFile: "c.pem", KeyFile: "k.pem", HandshakeFirst: true} }},
+		{name: "tls key", change: func(c *Config) { c.NATS.TLS.KeyFile = "k.pem" }, want: "nats.tls.key_file: set without nats.tls.cert_file (they go together)"},
+		{name: "include", change: func(c *Config) { c.Filter.Include = []string{"eth*", "[]"} }, want: `filter.interfaces.include[1]: "[]" is not a glob: syntax error in pattern`},
+		{name: "families nil", change: func(c *Config) { c.Filter.Families = nil }, want: "filter.families: must not be empty, want one or more of inet, inet6"},
+		{name: "events", change: func(c *Config) { c.Filter.Events = []string{"SYNC"} }, want: `filter.events[0]: "SYNC" is not one of NEWLINK, DELLINK, NEWADDR, DELADDR`},
+		{name: "log level", change: func(c *Config) { c.Log.Level = slog.LevelInfo + 2 }, want: `log.level: "info+2" is not one of debug, info, warn, error`},
+		{name: "log format", change: func(c *Config) { c.Log.Format = "" }, want: `log.format: "" is not one of text, json`},
+		{name: "metrics", change: func(c *Config) { c.Metrics.Listen = "[::1]:9100" }},
+		{name: "metrics bad", change: func(c *Config) { c.Metrics.Listen = "9100" }, want: `metrics.listen: "9100" is not host:port: missing port in address`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -500,6 +609,7 @@ func FuzzParse(f *testing.F) {
 	if b, err := os.ReadFile(example); err == nil {
 		f.Add(b)
 	}
+	f.Add([]byte(fullFile))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := Parse(bytes.NewReader(in), "fuzz.yaml")
 		if err != nil {
@@ -510,6 +620,16 @@ func FuzzParse(f *testing.F) {
 		}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("Parse returned %+v, which Validate rejects: %v", c, err)
+		}
+		// What YAML prints parses back to the same, secrets aside.
+		want := withoutSecrets(c)
+		out := want.YAML()
+		back, err := Parse(bytes.NewReader(out), "YAML()")
+		if err != nil {
+			t.Fatalf("Parse(YAML()) of %+v: %v\n%s", want, err, out)
+		}
+		if !reflect.DeepEqual(back, want) {
+			t.Fatalf("Parse(YAML()):\n got %+v\nwant %+v\nYAML:\n%s", back, want, out)
 		}
 	})
 }

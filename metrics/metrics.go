@@ -59,16 +59,24 @@ const shutdownTimeout = 5 * time.Second
 // It returns an error at once when it cannot listen, and an error if the
 // server stops by itself.
 func Serve(ctx context.Context, listen string, src Sources, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err) // the error names the address
+	}
+	return ServeListener(ctx, ln, src, log)
+}
+
+// ServeListener is Serve on a listener the caller opened, so that a
+// listen error can stop a program before it starts anything else. It
+// closes ln.
+func ServeListener(ctx context.Context, ln net.Listener, src Sources, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h, err := Handler(src)
 	if err != nil {
+		ln.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err) // the error names the address
 	}
 	srv := &http.Server{
 		Handler:           h,
