@@ -148,12 +148,12 @@ func BenchmarkIntegrationLatency(b *testing.B) {
 }
 
 // benchPairs is the number of veth pairs of BenchmarkIntegrationDump:
-// NLBRIDGE_BENCH_PAIRS, or 2000.
+// NLBENCH_PAIRS, or 2000.
 func benchPairs(b *testing.B) int {
-	if s := os.Getenv("NLBRIDGE_BENCH_PAIRS"); s != "" {
+	if s := os.Getenv("NLBENCH_PAIRS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 10000 {
-			b.Fatalf("NLBRIDGE_BENCH_PAIRS=%q: want 1 to 10000", s)
+			b.Fatalf("NLBENCH_PAIRS=%q: want 1 to 10000", s)
 		}
 		return n
 	}

@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,8 @@ import (
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/event"
+	"github.com/nlbridge/nlbridge/filter"
+	"github.com/nlbridge/nlbridge/metrics"
 	"github.com/nlbridge/nlbridge/sink"
 	"github.com/nlbridge/nlbridge/source"
 )
@@ -34,37 +38,58 @@ var version = "0.1.0-dev"
 // shutdownTimeout bounds the drain at exit.
 const shutdownTimeout = 5 * time.Second
 
-const usage = `nlbridge streams rtnetlink link and address events to NATS.
+// A command is one of nlbridge's subcommands.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
 
-Usage:
-  nlbridge [run] [--config FILE]   run the bridge (the default)
-  nlbridge version                 print the version
+// commands lists the subcommands in the order the usage shows them.
+var commands = []command{
+	{"run", "run the bridge (the default)", func(args []string, _, stderr io.Writer) int { return runCmd(args, stderr) }},
+	{"check", "validate a configuration and print it with its defaults", checkCmd},
+	{"dump", "print this host's links and addresses (no NATS)", dumpCmd},
+	{"watch", "print the events that bridges publish, live", watchCmd},
+	{"request-dump", "ask one host or all hosts for a dump and print the replies", requestDumpCmd},
+	{"version", "print the version", func(_ []string, stdout, _ io.Writer) int {
+		fmt.Fprintf(stdout, "nlbridge %s\n", version)
+		return 0
+	}},
+}
 
-Run "nlbridge run --help" for the run flags.
-`
+// usage is the text of "nlbridge help".
+func usage() string {
+	var b strings.Builder
+	b.WriteString("nlbridge streams rtnetlink link and address events to NATS.\n\nUsage:\n  nlbridge [command] [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun \"nlbridge COMMAND --help\" for a command's flags.\n")
+	return b.String()
+}
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // realMain runs a subcommand and returns the exit status: 0 on success, 2
-// for bad usage or configuration, 1 when the bridge fails while running.
+// for bad usage or configuration, 1 when the command fails while running.
 func realMain(args []string, stdout, stderr io.Writer) int {
-	cmd := "run"
+	name := "run"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
-	switch cmd {
-	case "run":
-		return runCmd(args, stderr)
-	case "version":
-		fmt.Fprintf(stdout, "nlbridge %s\n", version)
-		return 0
-	case "help":
-		fmt.Fprint(stdout, usage)
+	if name == "help" {
+		fmt.Fprint(stdout, usage())
 		return 0
 	}
-	fmt.Fprintf(stderr, "nlbridge: unknown command %q\n\n%s", cmd, usage)
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(args, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "nlbridge: unknown command %q\n\n%s", name, usage())
 	return 2
 }
 
@@ -86,15 +111,12 @@ func runCmd(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nlbridge run: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg := config.Default()
-	if *path != "" {
-		var err error
-		if cfg, err = config.Load(*path); err != nil {
-			fmt.Fprintf(stderr, "nlbridge: %v\n", err)
-			return 2
-		}
+	cfg, err := config.Read(*path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
+		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
@@ -104,6 +126,15 @@ func runCmd(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// newLogger returns the logger that cfg asks for, writing to w.
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Level}
+	if cfg.Format == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // run wires source → encoder → sink and runs them until ctx is cancelled.
 // On the way out it stops reading the kernel first, then drains NATS, so
 // that every event read from the kernel reaches the server.
@@ -111,6 +142,19 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	enc, err := encode.New(string(cfg.Encoding))
 	if err != nil {
 		return err
+	}
+	flt, err := filter.New(filter.Config{Include: cfg.Filter.Include, Exclude: cfg.Filter.Exclude,
+		Families: cfg.Filter.Families, Events: cfg.Filter.Events})
+	if err != nil {
+		return err
+	}
+	var metricsLn net.Listener
+	if cfg.Metrics.Listen != "" {
+		// Listen first: a busy port stops nlbridge before it starts.
+		if metricsLn, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer metricsLn.Close() // for the early returns; ServeListener closes it too
 	}
 	src, err := source.Open(source.Config{
 		NetNS:           cfg.Netlink.NetNS,
@@ -143,7 +187,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Host:     cfg.Host,
 		Subjects: sink.NewSubjects(cfg.Subjects.Prefix, cfg.Subjects.Control, cfg.Host),
 		Encoder:  enc,
-		Logger:   log.With("component", "sink"),
+		Filter:   flt,
+		Auth: sink.Auth{User: cfg.NATS.Auth.User, Password: cfg.NATS.Auth.Password, Token: cfg.NATS.Auth.Token,
+			CredentialsFile: cfg.NATS.Auth.CredentialsFile, NKeySeedFile: cfg.NATS.Auth.NKeySeedFile},
+		TLS: sink.TLS{CAFile: cfg.NATS.TLS.CAFile, CertFile: cfg.NATS.TLS.CertFile, KeyFile: cfg.NATS.TLS.KeyFile,
+			InsecureSkipVerify: cfg.NATS.TLS.InsecureSkipVerify, HandshakeFirst: cfg.NATS.TLS.HandshakeFirst},
+		Logger: log.With("component", "sink"),
 	})
 	if err != nil {
 		return err
@@ -164,6 +213,25 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		"netns", cfg.Netlink.NetNS, "encoding", cfg.Encoding, "prefix", cfg.Subjects.Prefix)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, out) }()
+	metricsDone := make(chan error, 1)
+	if metricsLn != nil {
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		defer func() {
+			stopMetrics()
+			if err := <-metricsDone; err != nil {
+				log.Error("metrics listener", "error", err)
+			}
+		}()
+		go func() {
+			metricsDone <- metrics.ServeListener(mctx, metricsLn, metrics.Sources{
+				Source:    src.Stats,
+				Sink:      out.Stats,
+				NetlinkUp: func() bool { return src.Stats().Running },
+				NATSUp:    func() bool { return out.Conn().IsConnected() },
+				LastEvent: func() time.Time { return src.Stats().LastEvent },
+			}, log.With("component", "metrics"))
+		}()
+	}
 	if cfg.Dump.OnStart {
 		marker, err := src.Dump(ctx, event.ReasonStartup, "")
 		switch {

@@ -25,7 +25,7 @@ func TestRealMainUsage(t *testing.T) {
 		stderrPart string
 	}{
 		{[]string{"version"}, 0, "nlbridge " + version + "\n", ""},
-		{[]string{"help"}, 0, usage, ""},
+		{[]string{"help"}, 0, usage(), ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"run", "--config", bad}, 2, "", "nlbridge.yaml:3: netlink.recieve_buffer: unknown key"},
 		{[]string{"--config", badValue}, 2, "", `value.yaml:1: encoding: "xml" is not one of json, cbor`},
