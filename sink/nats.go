@@ -115,8 +115,8 @@ func NewBoot() string {
 
 // Connect connects to NATS. It does not wait for a server: nlbridge starts
 // in any order with its servers, keeps trying forever with a capped
-// backoff, and buffers what it publishes meanwhile (up to the NATS
-// client's reconnect buffer). It fails only on settings that can never
+// backoff, and keeps what it could not publish meanwhile in its state
+// table, to publish after connecting (see reconcile). It fails only on settings that can never
 // work, such as a malformed URL or an unreadable or malformed key,
 // certificate or credentials file. A server that refuses the credentials
 // is retried like an unreachable one: they may be fixed on the server.
