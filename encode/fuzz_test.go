@@ -86,7 +86,7 @@ func FuzzTime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sec, nsec int64) {
 		tm := time.Unix(sec, nsec).In(cet)
 		if tm.Before(minTime) || !tm.Before(maxTime) {
-			t.Skip()
+			return // outside RFC 3339's years: Append refuses these, tested elsewhere
 		}
 		got := appendTime(nil, tm)
 		if want := tm.UTC().Format(timeLayout); string(got) != want {
