@@ -102,14 +102,15 @@ type Auth struct {
 // "user/password", "token", "credentials" or "nkey". Of an invalid Auth
 // that sets several, it names the first in that order.
 func (a Auth) Method() string {
-	if m := a.methods(); len(m) > 0 {
+	if m := a.Methods(); len(m) > 0 {
 		return m[0]
 	}
 	return "none"
 }
 
-// methods lists the methods a sets, in Method's order.
-func (a Auth) methods() []string {
+// Methods lists the methods a sets, in Method's order; a valid Auth sets
+// at most one.
+func (a Auth) Methods() []string {
 	var m []string
 	if a.User != "" || a.Password != "" {
 		m = append(m, "user/password")
@@ -440,7 +441,7 @@ func (c Config) check() *invalidError {
 
 // check returns the first problem with a. It never quotes a secret.
 func (a Auth) check() *invalidError {
-	if m := a.methods(); len(m) > 1 {
+	if m := a.Methods(); len(m) > 1 {
 		// Reported on the section, as any of the keys may be the stray one.
 		return invalid("nats.auth", fmt.Errorf("more than one method is set (%s); use one", strings.Join(m, ", ")))
 	}

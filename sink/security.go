@@ -9,77 +9,21 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nlbridge/nlbridge/config"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
-// Auth says how the sink authenticates to NATS servers. At most one method
-// is set: User (with Password), Token, CredentialsFile or NKeySeedFile.
-// Connect reads the files named at once and fails if they are unreadable or
-// malformed, rather than failing every connection attempt later. Secrets are
-// never logged nor put in errors.
-type Auth struct {
-	User     string // user name, nats.auth.user
-	Password string // nats.auth.password
-	Token    string // nats.auth.token
-	// CredentialsFile is a .creds file (user JWT and nkey seed, as nsc
-	// writes it), nats.auth.credentials_file.
-	CredentialsFile string
-	// NKeySeedFile holds a user nkey seed (SU…), nats.auth.nkey_seed_file.
-	NKeySeedFile string
-}
+// Auth is the authentication nlbridge configures (nats.auth): at most
+// one method.
+type Auth = config.Auth
 
-// Method returns the authentication method, for the logs: "none",
-// "user/password", "token", "credentials" or "nkey". When more than one is
-// set, which Connect rejects, it returns the first of them.
-func (a Auth) Method() string {
-	if m := a.methods(); len(m) > 0 {
-		return m[0]
-	}
-	return "none"
-}
-
-// methods returns the names of the methods that are set.
-func (a Auth) methods() []string {
-	var m []string
-	if a.User != "" || a.Password != "" {
-		m = append(m, "user/password")
-	}
-	if a.Token != "" {
-		m = append(m, "token")
-	}
-	if a.CredentialsFile != "" {
-		m = append(m, "credentials")
-	}
-	if a.NKeySeedFile != "" {
-		m = append(m, "nkey")
-	}
-	return m
-}
-
-// TLS configures TLS to NATS servers. With none of it set the sink still
-// speaks TLS to servers that require it or to tls:// URLs, verifying them
-// against the system's roots.
-type TLS struct {
-	// CAFile holds the PEM certificates that server certificates are
-	// verified against instead of the system's roots, nats.tls.ca_file.
-	CAFile string
-	// CertFile and KeyFile are the PEM client certificate and key that the
-	// sink presents to servers that verify clients, nats.tls.cert_file and
-	// nats.tls.key_file. Both or neither are set.
-	CertFile, KeyFile string
-	// InsecureSkipVerify accepts any server certificate: for tests only,
-	// nats.tls.insecure_skip_verify.
-	InsecureSkipVerify bool
-	// HandshakeFirst starts TLS before the server's INFO, for servers with
-	// handshake_first set, nats.tls.handshake_first.
-	HandshakeFirst bool
-}
-
-// Enabled reports whether any TLS setting is set. Each of them makes the
-// sink require TLS from every server.
-func (t TLS) Enabled() bool { return t != TLS{} }
+// TLS is the TLS nlbridge configures (nats.tls). With none of it set the
+// sink still speaks TLS to servers that require it or to tls:// URLs,
+// verifying them against the system's roots.
+type TLS = config.TLS
 
 // securityOptions checks a and t, reading the files they name, and returns
 // the nats.go options that apply them. nats.go would read some files only
@@ -87,7 +31,7 @@ func (t TLS) Enabled() bool { return t != TLS{} }
 // again; here a bad file is an error that names its setting.
 func securityOptions(a Auth, t TLS) ([]nats.Option, error) {
 	var opts []nats.Option
-	if m := a.methods(); len(m) > 1 {
+	if m := a.Methods(); len(m) > 1 {
 		return nil, fmt.Errorf("sink: nats.auth: more than one method set (%s): set one", strings.Join(m, ", "))
 	}
 	switch {

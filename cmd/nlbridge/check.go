@@ -1,13 +1,9 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-
-	"github.com/nlbridge/nlbridge/config"
 )
 
 // checkCmd runs "nlbridge check": like "nats-server -t", it reads the
@@ -32,17 +28,10 @@ files named in the configuration (credentials, certificates) are not read.
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "nlbridge check: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	cfg, err := config.Read(*path, os.Environ())
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -101,17 +100,10 @@ func runCmd(args []string, stderr io.Writer) int {
 		fmt.Fprint(stderr, "Usage: nlbridge run [--config FILE]\n\nWatches rtnetlink and publishes every link and address event to NATS.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "nlbridge run: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	cfg, err := config.Read(*path, os.Environ())
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2
@@ -188,11 +180,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Subjects: sink.NewSubjects(cfg.Subjects.Prefix, cfg.Subjects.Control, cfg.Host),
 		Encoder:  enc,
 		Filter:   flt,
-		Auth: sink.Auth{User: cfg.NATS.Auth.User, Password: cfg.NATS.Auth.Password, Token: cfg.NATS.Auth.Token,
-			CredentialsFile: cfg.NATS.Auth.CredentialsFile, NKeySeedFile: cfg.NATS.Auth.NKeySeedFile},
-		TLS: sink.TLS{CAFile: cfg.NATS.TLS.CAFile, CertFile: cfg.NATS.TLS.CertFile, KeyFile: cfg.NATS.TLS.KeyFile,
-			InsecureSkipVerify: cfg.NATS.TLS.InsecureSkipVerify, HandshakeFirst: cfg.NATS.TLS.HandshakeFirst},
-		Logger: log.With("component", "sink"),
+		Auth:     cfg.NATS.Auth,
+		TLS:      cfg.NATS.TLS,
+		Logger:   log.With("component", "sink"),
 	})
 	if err != nil {
 		return err
