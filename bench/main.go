@@ -1,0 +1,763 @@
+// Command bench measures nlbridge end to end, as root, in a network
+// namespace of its own, side by side in one run with two other receivers of
+// the same kernel events: the floor, a plain netlink socket read in this
+// process, and the shell pipeline `ip -o monitor link address | nats pub
+// SUBJ --send-on newline`. It runs the real nlbridge binary as a child
+// process against an in-process NATS server on a random 127.0.0.1 port.
+//
+//	go run ./bench [-quick] [-out DIR] [-changes N] [-burst N] [-pairs P] [-repeats R]
+//
+// It measures latency (MTU changes), a burst of veth pairs created at once
+// (time to the last event, events lost, CPU per kernel message), full dumps
+// against `ip -j`, message sizes, startup time, and memory, at several
+// numbers of veth pairs; it writes DIR/results.csv, DIR/latency.png and
+// DIR/scaling.png, and prints a table and the targets it met.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nlbridge/nlbridge/sink"
+)
+
+// options are the command-line flags.
+type options struct {
+	changes, burst, pairs, repeats int
+	quick, pipeline                bool
+	out                            string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.changes, "changes", 500, "MTU changes timed for latency")
+	flag.IntVar(&o.burst, "burst", 1000, "veth pairs created in one `ip -batch` run for the burst")
+	flag.IntVar(&o.pairs, "pairs", 5000, "largest number of veth pairs (with addresses) for the dump and scaling")
+	flag.IntVar(&o.repeats, "repeats", 3, "dumps timed at each number of pairs (the median is reported)")
+	flag.BoolVar(&o.quick, "quick", false, "small sizes for CI: 100 changes, a burst of 100 pairs, 50/100/200 pairs, 2 repeats (flags given explicitly win)")
+	flag.BoolVar(&o.pipeline, "pipeline", true, "also run the `ip monitor | nats pub` pipeline (false: leave it out, to see how much it disturbs the others)")
+	flag.StringVar(&o.out, "out", "bench/out", "directory for the nlbridge binary, its logs, results.csv and the charts")
+	flag.Parse()
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, p := range map[string]*int{"changes": &o.changes, "burst": &o.burst, "pairs": &o.pairs, "repeats": &o.repeats} {
+			if !set[name] {
+				*p = map[string]int{"changes": 100, "burst": 100, "pairs": 200, "repeats": 2}[name]
+			}
+		}
+	}
+	if o.changes < 1 || o.burst < 1 || o.burst > 10000 || o.pairs < 1 || o.pairs > 10000 || o.repeats < 1 {
+		fmt.Fprintln(os.Stderr, "bench: want -changes ≥ 1, -burst and -pairs from 1 to 10000, -repeats ≥ 1")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// levels returns the numbers of pairs of the scaling phase: the standard
+// ones below max, then max.
+func levels(o options) []int {
+	std := []int{1000, 2000, 5000}
+	if o.quick {
+		std = []int{50, 100, 200}
+	}
+	var out []int
+	for _, n := range std {
+		if n < o.pairs {
+			out = append(out, n)
+		}
+	}
+	return append(out, o.pairs)
+}
+
+// logf reports progress on standard error; the results go to stdout.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: %s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// bench holds what every phase uses.
+type bench struct {
+	o   options
+	ns  *netNS
+	url string
+	// bin is the nlbridge binary.
+	bin string
+	// nc subscribes to nlbridge; pc to the pipeline.
+	nc, pc *nats.Conn
+	floor  *floor
+	// bridge is the JSON nlbridge watching ns, host "bench"; sub receives it.
+	bridge *proc
+	sub    *bridgeSub
+	// pipe is the shell pipeline, nil when the nats CLI is missing; pipeRec
+	// receives what it publishes.
+	pipe    *pipeline
+	pipeRec *recorder
+	rep     *report
+}
+
+// pipeSubject is where the pipeline publishes.
+const pipeSubject = "bench.pipeline"
+
+func run(ctx context.Context, o options, stdout io.Writer) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it creates a network namespace and veth links")
+	}
+	out, err := filepath.Abs(o.out)
+	if err != nil {
+		return err
+	}
+	o.out = out
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	// Undo everything, last made first, however run returns.
+	var cleanups []func()
+	defer func() {
+		for _, f := range slices.Backward(cleanups) {
+			f()
+		}
+	}()
+
+	b := &bench{o: o, rep: &report{}}
+	if b.bin, err = buildBridge(ctx, o.out); err != nil {
+		return err
+	}
+	if b.ns, err = newNetNS(); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, b.ns.Close)
+	srv, err := sink.StartEmbedded("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { srv.Shutdown(); srv.WaitForShutdown() })
+	b.url = srv.ClientURL()
+	for _, c := range []**nats.Conn{&b.nc, &b.pc} {
+		if *c, err = nats.Connect(b.url, nats.Name("bench")); err != nil {
+			return fmt.Errorf("connect to %s: %w", b.url, err)
+		}
+		cleanups = append(cleanups, (*c).Close)
+	}
+	if b.floor, err = startFloor(b.ns); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, b.floor.Close)
+	logf("namespace %s, NATS %s, nlbridge %s", b.ns.path, b.url, b.bin)
+
+	// Idle nlbridge: startup time and memory in an empty namespace.
+	if b.sub, err = subscribeBridge(b.nc, "nlbridge", "bench", false, "lat0"); err != nil {
+		return err
+	}
+	if b.bridge, err = startBridge(b.ns, b.bin, o.out, "bench", "json", b.url); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() {
+		if err := b.bridge.stop(10 * time.Second); err != nil {
+			logf("stop nlbridge: %v", err)
+		}
+	})
+	if err := b.startup(ctx, b.bridge, b.sub, "nlbridge"); err != nil {
+		return b.explain(err)
+	}
+	idle0, err := execTime(b.bridge.pid())
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	idle1, err := execTime(b.bridge.pid())
+	if err != nil {
+		return err
+	}
+	b.rep.add("cpu_idle", "nlbridge", millis(idle1-idle0), "ms/s")
+	mem := map[string]int{}
+	for _, f := range []string{"VmHWM", "RssAnon", "RssFile"} {
+		if mem[f], err = statusKiB(b.bridge.pid(), f); err != nil {
+			return err
+		}
+	}
+	b.rep.idleMiB = float64(mem["VmHWM"]) / 1024
+	b.rep.add("rss_peak_idle", "nlbridge", b.rep.idleMiB, "MiB")
+	b.rep.add("rss_anon_idle", "nlbridge", float64(mem["RssAnon"])/1024, "MiB")
+	b.rep.add("rss_file_idle", "nlbridge", float64(mem["RssFile"])/1024, "MiB")
+
+	// The pipeline, when the nats CLI is there.
+	if natsBin := findNats(); !o.pipeline {
+		b.rep.note("the pipeline was left out (-pipeline=false)")
+	} else if natsBin == "" {
+		msg := "nats CLI not found in PATH or $(go env GOPATH)/bin: the pipeline columns are skipped; install it with `go install github.com/nats-io/natscli/nats@v0.5.0`"
+		logf("%s", msg)
+		b.rep.note("%s", msg)
+	} else {
+		if b.pipeRec, err = subscribePipeline(b.pc, pipeSubject); err != nil {
+			return err
+		}
+		if b.pipe, err = startPipeline(b.ns, natsBin, b.url, pipeSubject, o.out); err != nil {
+			return err
+		}
+		cleanups = append(cleanups, b.pipe.stop)
+		logf("pipeline: ip -o monitor link address (pid %d, in the namespace) | %s -s %s pub %s --send-on newline (pid %d)",
+			b.pipe.ip.pid(), natsBin, b.url, pipeSubject, b.pipe.nats.pid())
+	}
+
+	if err := b.latency(ctx); err != nil {
+		return b.explain(fmt.Errorf("latency: %w", err))
+	}
+	if err := b.burst(ctx); err != nil {
+		return b.explain(fmt.Errorf("burst: %w", err))
+	}
+	if b.pipe != nil {
+		b.pipe.stop() // it has nothing to do with dumps, and would compete for the CPUs while pairs are added
+	}
+	if err := b.scaling(ctx); err != nil {
+		return b.explain(fmt.Errorf("scaling: %w", err))
+	}
+	if err := b.cbor(ctx); err != nil {
+		return b.explain(fmt.Errorf("cbor: %w", err))
+	}
+	if n := b.floor.overflows.Load(); n > 0 {
+		b.rep.note("the floor socket overflowed %d times (while pairs were added, outside the timed parts unless the burst says otherwise)", n)
+	}
+	if err := b.bridge.stop(10 * time.Second); err != nil {
+		return fmt.Errorf("nlbridge did not stop cleanly: %w", err)
+	}
+
+	if err := b.rep.writeCSV(filepath.Join(o.out, "results.csv")); err != nil {
+		return err
+	}
+	if err := b.rep.latencyChart(filepath.Join(o.out, "latency.png")); err != nil {
+		return fmt.Errorf("latency chart: %w", err)
+	}
+	if err := b.rep.scalingChart(filepath.Join(o.out, "scaling.png")); err != nil {
+		return fmt.Errorf("scaling chart: %w", err)
+	}
+	b.rep.printTable(stdout)
+	fmt.Fprintf(stdout, "\nwrote %s, latency.png, scaling.png\n", filepath.Join(o.out, "results.csv"))
+	return nil
+}
+
+// explain adds to err that nlbridge has died, if it has, and where its log is.
+func (b *bench) explain(err error) error {
+	if b.bridge != nil {
+		if dead := b.bridge.alive(); dead != nil {
+			return fmt.Errorf("%w (%v; see %s)", err, dead, filepath.Join(b.o.out, "nlbridge-bench.log"))
+		}
+	}
+	return err
+}
+
+// startup measures a fresh nlbridge's startup: from the fork to the first
+// message (its startup dump) and to the startup SYNC.
+func (b *bench) startup(ctx context.Context, p *proc, s *bridgeSub, receiver string) error {
+	var first time.Time
+	select {
+	case first = <-s.first:
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("%s published nothing within 15s of starting", receiver)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	sync, err := waitSync(ctx, s, "startup", 60*time.Second)
+	if err != nil {
+		return err
+	}
+	b.rep.add("startup_first_msg", receiver, millis(first.Sub(p.started)), "ms")
+	b.rep.add("startup_sync", receiver, millis(sync.at.Sub(p.started)), "ms")
+	logf("%s: first message %.1f ms after the fork, startup SYNC after %.1f ms (%d links, %d addrs)",
+		receiver, millis(first.Sub(p.started)), millis(sync.at.Sub(p.started)), sync.Links, sync.Addrs)
+	return nil
+}
+
+// waitSync waits for a SYNC with the given reason, dropping others.
+func waitSync(ctx context.Context, s *bridgeSub, reason string, timeout time.Duration) (syncMsg, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-s.syncs:
+			if m.Reason == reason {
+				return m, nil
+			}
+		case <-timer.C:
+			return syncMsg{}, fmt.Errorf("%s: no SYNC %q within %v", s.rec.name, reason, timeout)
+		case <-ctx.Done():
+			return syncMsg{}, ctx.Err()
+		}
+	}
+}
+
+// receivers returns the recorders of the floor, nlbridge and the pipeline.
+func (b *bench) receivers() []*recorder {
+	r := []*recorder{b.floor.rec, b.sub.rec}
+	if b.pipeRec != nil {
+		r = append(r, b.pipeRec)
+	}
+	return r
+}
+
+// latency times MTU changes on a veth from just before the rtnetlink
+// request to each receiver's receipt of the matching event.
+func (b *bench) latency(ctx context.Context) error {
+	idx, err := b.ns.addVeth("lat0", "lat1")
+	if err != nil {
+		return err
+	}
+	recs := b.receivers()
+	cursors := make([]int, len(recs))
+	for i, r := range recs {
+		cursors[i] = r.mark()
+	}
+	isMTU := func(mtu uint32) func(sighting) bool {
+		return func(s sighting) bool { return s.name == "lat0" && !s.del && s.mtu == mtu }
+	}
+	// Wait until `ip monitor` listens: change the MTU until the pipeline
+	// reports it.
+	step := 0
+	mtu := func() uint32 { step++; return 1300 + uint32(step%400) }
+	if b.pipeRec != nil {
+		ready := false
+		for range 50 {
+			m := mtu()
+			if err := b.ns.setMTU(idx, m); err != nil {
+				return err
+			}
+			if _, err := b.pipeRec.waitFor(ctx, &cursors[2], 200*time.Millisecond, isMTU(m)); err == nil {
+				ready = true
+				break
+			}
+		}
+		if !ready {
+			return errors.New("the pipeline published nothing for 50 MTU changes in 10 s (see pipeline.log)")
+		}
+	}
+	const warmup = 20
+	samples := make([][]time.Duration, len(recs))
+	logf("latency: %d MTU changes (after %d not counted)", b.o.changes, warmup)
+	for i := range warmup + b.o.changes {
+		m := mtu()
+		start := time.Now()
+		if err := b.ns.setMTU(idx, m); err != nil {
+			return err
+		}
+		for j, r := range recs {
+			s, err := r.waitFor(ctx, &cursors[j], 5*time.Second, isMTU(m))
+			if err != nil {
+				return fmt.Errorf("change %d (mtu %d): %w", i, m, err)
+			}
+			if i >= warmup {
+				samples[j] = append(samples[j], s.at.Sub(start))
+			}
+		}
+	}
+	for j, r := range recs {
+		b.rep.addLatency(r.name, samples[j])
+	}
+	return nil
+}
+
+// burst creates o.burst veth pairs in one `ip -batch` run and measures the
+// time until each receiver has seen every new link, the events it lost,
+// and the CPU time each receiving process used per kernel message.
+func (b *bench) burst(ctx context.Context) error {
+	// The floor's cost: the cheapest process that reads the same events.
+	mon, err := startProc(b.ns, "ip -o monitor link address >/dev/null", exec.Command("ip", "-o", "monitor", "link", "address"))
+	if err != nil {
+		return err
+	}
+	defer mon.stop(5 * time.Second)
+	if err := waitListening(ctx, mon, 5*time.Second); err != nil {
+		return err
+	}
+	recs := b.receivers()
+	for _, r := range recs {
+		if err := r.quiet(ctx, 300*time.Millisecond, 30*time.Second); err != nil {
+			return err
+		}
+	}
+	type group struct {
+		name  string
+		procs []*proc
+		// ticks0 and exec0 are the CPU times before the burst, by
+		// utime+stime and by the scheduler's exec runtime.
+		ticks0, exec0 time.Duration
+	}
+	groups := []*group{{name: "nlbridge", procs: []*proc{b.bridge}}, {name: "ip-monitor>/dev/null", procs: []*proc{mon}}}
+	if b.pipe != nil {
+		groups = append(groups, &group{name: "pipeline", procs: []*proc{b.pipe.ip, b.pipe.nats}})
+	}
+	for _, g := range groups {
+		if g.ticks0, err = cpuTimes(cpuTime, g.procs...); err != nil {
+			return err
+		}
+		if g.exec0, err = cpuTimes(execTime, g.procs...); err != nil {
+			return err
+		}
+	}
+	kernel0, over0 := b.floor.rec.msgs.Load(), b.floor.overflows.Load()
+	cursors := make([]int, len(recs))
+	for i, r := range recs {
+		cursors[i] = r.mark()
+	}
+
+	const prefix = "bx"
+	want := 2 * b.o.burst
+	logf("burst: %d veth pairs in one ip -batch run", b.o.burst)
+	start := time.Now()
+	if err := b.ns.ipBatch(ctx, 5*time.Minute, burstBatch(prefix, b.o.burst)); err != nil {
+		return err
+	}
+	batch := time.Since(start)
+	deadline := start.Add(60 * time.Second)
+	b.rep.add("burst_expected", "", float64(want), "events")
+	b.rep.add("burst_ip_batch", "ip -batch", millis(batch), "ms")
+	for j, r := range recs {
+		seen := map[string]bool{}
+		var last time.Time
+		_, err := r.waitFor(ctx, &cursors[j], time.Until(deadline), func(s sighting) bool {
+			if !s.del && strings.HasPrefix(s.name, prefix) && !seen[s.name] {
+				seen[s.name] = true
+				last = s.at
+			}
+			return len(seen) == want
+		})
+		if err != nil && ctx.Err() != nil {
+			return err
+		}
+		if err != nil {
+			logf("burst: %s saw %d of %d new links within 60 s", r.name, len(seen), want)
+		}
+		b.rep.add("burst_last", r.name, millis(last.Sub(start)), "ms")
+		b.rep.add("burst_seen", r.name, float64(len(seen)), "events")
+		b.rep.add("burst_lost", r.name, float64(want-len(seen)), "events")
+	}
+	// Let every receiver finish what the burst caused before reading CPU.
+	for _, r := range recs {
+		if err := r.quiet(ctx, time.Second, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	kernel := b.floor.rec.msgs.Load() - kernel0
+	if n := b.floor.overflows.Load() - over0; n > 0 {
+		b.rep.note("the floor socket overflowed %d times during the burst: its kernel message count is low", n)
+	}
+	b.rep.add("burst_kernel_msgs", "floor", float64(kernel), "msgs")
+	for _, g := range groups {
+		ticks1, err := cpuTimes(cpuTime, g.procs...)
+		if err != nil {
+			return err
+		}
+		exec1, err := cpuTimes(execTime, g.procs...)
+		if err != nil {
+			return err
+		}
+		ticks, exec := ticks1-g.ticks0, exec1-g.exec0
+		b.rep.add("burst_cpu_ticks", g.name, millis(ticks), "ms")
+		b.rep.add("burst_cost_ticks", g.name, micros(ticks)/float64(kernel), "µs/msg")
+		b.rep.add("burst_cpu", g.name, millis(exec), "ms")
+		b.rep.add("burst_cost", g.name, micros(exec)/float64(kernel), "µs/msg")
+	}
+	b.rep.note("burst_cpu_ticks is utime+stime from /proc/PID/stat (10 ms ticks); burst_cpu is the sum of se.sum_exec_runtime of /proc/PID/task/*/sched (ns); burst_cost is CPU time over the burst's %d kernel messages, counted by the floor socket", kernel)
+
+	// Remove the burst's links so that the dumps see only their own.
+	if err := b.ns.ipBatch(ctx, 5*time.Minute, deleteBatch(prefix, b.o.burst)); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := r.quiet(ctx, 500*time.Millisecond, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitListening waits until process p has a NETLINK_ROUTE socket joined
+// to some multicast group, as /proc/PID/net/netlink shows (the netlink
+// sockets of p's namespace, by port id, which is the pid for the first).
+func waitListening(ctx context.Context, p *proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	pid := strconv.Itoa(p.pid())
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%s/net/netlink", pid))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		for line := range strings.Lines(string(b)) {
+			f := strings.Fields(line)
+			if len(f) > 3 && f[1] == "0" && f[2] == pid && strings.Trim(f[3], "0") != "" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not listening to rtnetlink groups within %v", p.name, timeout)
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// scaling adds veth pairs with addresses up to each level and times full
+// dumps by nlbridge against `ip -j link show` plus `ip -j addr show`, and
+// reads nlbridge's peak RSS.
+func (b *bench) scaling(ctx context.Context) error {
+	have := 0
+	for _, pairs := range levels(b.o) {
+		start := time.Now()
+		if err := b.ns.ipBatch(ctx, 10*time.Minute, pairsBatch("d", have, pairs)); err != nil {
+			return err
+		}
+		have = pairs
+		if err := b.sub.rec.quiet(ctx, time.Second, 5*time.Minute); err != nil {
+			return err
+		}
+		links, addrs, err := b.ns.counts()
+		if err != nil {
+			return err
+		}
+		logf("scaling: %d pairs (%d links, %d addresses) added in %v", pairs, links, addrs, time.Since(start).Round(time.Millisecond))
+		var bridge, ip []time.Duration
+		var bytes, events int
+		for range b.o.repeats {
+			d, s, err := b.dump(ctx, b.nc, b.sub, "bench", links, addrs)
+			if err != nil {
+				return err
+			}
+			bridge = append(bridge, d)
+			bytes += s.bytes
+			events += s.msgs
+			t, err := b.ipJSON(ctx)
+			if err != nil {
+				return err
+			}
+			ip = append(ip, t)
+		}
+		hwm, err := statusKiB(b.bridge.pid(), "VmHWM")
+		if err != nil {
+			return err
+		}
+		rss, err := statusKiB(b.bridge.pid(), "VmRSS")
+		if err != nil {
+			return err
+		}
+		name := func(what string) string { return fmt.Sprintf("%s_%dpairs", what, pairs) }
+		p := scalePoint{pairs: pairs, bridgeMs: millis(median(bridge)), ipMs: millis(median(ip)), peakMiB: float64(hwm) / 1024}
+		b.rep.scaling = append(b.rep.scaling, p)
+		b.rep.add(name("dump"), "nlbridge-json", p.bridgeMs, "ms")
+		b.rep.add(name("dump"), "ip -j link+addr", p.ipMs, "ms")
+		b.rep.add(name("dump_ratio"), "nlbridge-json/ip", p.bridgeMs/p.ipMs, "x")
+		b.rep.add(name("bytes_per_event"), "nlbridge-json", float64(bytes)/float64(events), "bytes")
+		b.rep.add(name("rss_peak"), "nlbridge", p.peakMiB, "MiB")
+		b.rep.add(name("rss_now"), "nlbridge", float64(rss)/1024, "MiB")
+		logf("scaling: %d pairs: dump %.0f ms, ip -j %.0f ms, VmHWM %.1f MiB", pairs, p.bridgeMs, p.ipMs, p.peakMiB)
+	}
+	return nil
+}
+
+// dump asks host's nlbridge for a full dump and returns the time from the
+// request to s holding its SYNC, checking that every link and address came.
+func (b *bench) dump(ctx context.Context, nc *nats.Conn, s *bridgeSub, host string, links, addrs int) (time.Duration, syncMsg, error) {
+	if err := s.rec.quiet(ctx, 200*time.Millisecond, 30*time.Second); err != nil {
+		return 0, syncMsg{}, err
+	}
+	for len(s.syncs) > 0 {
+		<-s.syncs
+	}
+	s.reset.Store(true) // count from the dump's first message: all is quiet
+	start := time.Now()
+	if err := nc.PublishRequest("nlbridge."+host+".dump", nc.NewRespInbox(), nil); err != nil {
+		return 0, syncMsg{}, err
+	}
+	m, err := waitSync(ctx, s, "request", 120*time.Second)
+	if err != nil {
+		return 0, m, err
+	}
+	if m.Links != links || m.Addrs != addrs || m.msgs != links+addrs {
+		return 0, m, fmt.Errorf("%s: dump had %d messages, SYNC says %d links and %d addrs; the kernel has %d links and %d addrs",
+			s.rec.name, m.msgs, m.Links, m.Addrs, links, addrs)
+	}
+	return m.at.Sub(start), m, nil
+}
+
+// ipJSON times `ip -j link show` and then `ip -j addr show` in the
+// namespace, their output read to the end.
+func (b *bench) ipJSON(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	for _, what := range []string{"link", "addr"} {
+		if _, err := b.ns.command(ctx, 2*time.Minute, nil, "ip", "-j", what, "show"); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// cbor runs a second nlbridge with encoding cbor at the largest number of
+// pairs: its startup, its dump time and its bytes per event.
+func (b *bench) cbor(ctx context.Context) error {
+	links, addrs, err := b.ns.counts()
+	if err != nil {
+		return err
+	}
+	s, err := subscribeBridge(b.nc, "nlbridge-cbor", "benchc", true, "")
+	if err != nil {
+		return err
+	}
+	defer s.sub.Unsubscribe()
+	p, err := startBridge(b.ns, b.bin, b.o.out, "benchc", "cbor", b.url)
+	if err != nil {
+		return err
+	}
+	defer p.stop(10 * time.Second)
+	if err := b.startup(ctx, p, s, "nlbridge-cbor"); err != nil {
+		return err
+	}
+	var times []time.Duration
+	var bytes, events int
+	for range b.o.repeats {
+		d, m, err := b.dump(ctx, b.nc, s, "benchc", links, addrs)
+		if err != nil {
+			return err
+		}
+		times = append(times, d)
+		bytes += m.bytes
+		events += m.msgs
+	}
+	name := func(what string) string { return fmt.Sprintf("%s_%dpairs", what, b.o.pairs) }
+	b.rep.add(name("dump"), "nlbridge-cbor", millis(median(times)), "ms")
+	b.rep.add(name("bytes_per_event"), "nlbridge-cbor", float64(bytes)/float64(events), "bytes")
+	if err := p.stop(10 * time.Second); err != nil {
+		return fmt.Errorf("nlbridge-cbor did not stop cleanly: %w", err)
+	}
+	return nil
+}
+
+// median returns the median of ds.
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// buildBridge builds the nlbridge binary into dir, from the module that
+// holds the current directory.
+func buildBridge(ctx context.Context, dir string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return "", fmt.Errorf("find the nlbridge module (run from its checkout): go env GOMOD: %v", err)
+	}
+	bin := filepath.Join(dir, "nlbridge")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/nlbridge")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/nlbridge: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// startBridge writes a configuration for host and starts nlbridge with it,
+// watching ns and publishing to url; its log goes to dir/nlbridge-HOST.log.
+func startBridge(ns *netNS, bin, dir, host, encoding, url string) (*proc, error) {
+	cfg := fmt.Sprintf(`host: %s
+netlink:
+  netns: %s
+nats:
+  servers: [%q]
+encoding: %s
+dump:
+  min_interval: 0s
+log:
+  level: info
+`, host, ns.path, url, encoding)
+	path := filepath.Join(dir, "nlbridge-"+host+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "nlbridge-"+host+".log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, "run", "--config", path)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	return startProc(nil, "nlbridge "+host, cmd)
+}
+
+// findNats returns the path of the nats CLI, or "".
+func findNats() string {
+	if p, err := exec.LookPath("nats"); err == nil {
+		return p
+	}
+	if gopath, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "nats")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
+// pipeline is `ip -o monitor link address | nats pub SUBJ --send-on
+// newline`. Its ip runs inside the namespace; nats runs in the
+// benchmark's own namespace, since the NATS server listens on its
+// loopback, and the two are joined by a pipe as a shell would join them.
+type pipeline struct {
+	ip, nats *proc
+}
+
+// startPipeline starts the pipeline; nats's output goes to dir/pipeline.log.
+func startPipeline(ns *netNS, natsBin, url, subject, dir string) (*pipeline, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	defer w.Close()
+	logFile, err := os.Create(filepath.Join(dir, "pipeline.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	nc := exec.Command(natsBin, "-s", url, "pub", subject, "--send-on", "newline")
+	nc.Stdin, nc.Stdout, nc.Stderr = r, logFile, logFile
+	natsProc, err := startProc(nil, "nats pub", nc)
+	if err != nil {
+		return nil, err
+	}
+	ipc := exec.Command("ip", "-o", "monitor", "link", "address")
+	ipc.Stdout, ipc.Stderr = w, logFile
+	ipProc, err := startProc(ns, "ip -o monitor (pipeline)", ipc)
+	if err != nil {
+		natsProc.stop(5 * time.Second)
+		return nil, err
+	}
+	return &pipeline{ip: ipProc, nats: natsProc}, nil
+}
+
+// stop stops both processes. It may be called more than once.
+func (p *pipeline) stop() {
+	p.ip.stop(5 * time.Second)
+	p.nats.stop(5 * time.Second)
+}
