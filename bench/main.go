@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures nlbridge end to end, as root, in a network
 // namespace of its own, side by side in one run with two other receivers of
 // the same kernel events: the floor, a plain netlink socket read in this
