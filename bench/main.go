@@ -35,6 +35,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nlbridge/nlbridge/internal/nstest"
 	"github.com/nlbridge/nlbridge/sink"
 )
 
@@ -527,7 +528,7 @@ func (b *bench) scaling(ctx context.Context) error {
 	have := 0
 	for _, pairs := range levels(b.o) {
 		start := time.Now()
-		if err := b.ns.ipBatch(ctx, 10*time.Minute, pairsBatch("d", have, pairs)); err != nil {
+		if err := b.ns.ipBatch(ctx, 10*time.Minute, nstest.VethPairsBatch("d", have, pairs)); err != nil {
 			return err
 		}
 		have = pairs

@@ -9,13 +9,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"time"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/jsimonetti/rtnetlink/v2/driver"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
+	"github.com/nlbridge/nlbridge/internal/nstest"
 )
 
 // netNS is a network namespace that the benchmark made for itself. It is
@@ -33,7 +32,7 @@ type netNS struct {
 
 // newNetNS creates a namespace, as internal/nstest does, without a test.
 func newNetNS() (*netNS, error) {
-	f, err := unshareNetNS()
+	f, err := nstest.Unshare()
 	if err != nil {
 		return nil, fmt.Errorf("create network namespace: %w", err)
 	}
@@ -43,28 +42,6 @@ func newNetNS() (*netNS, error) {
 		return nil, fmt.Errorf("dial rtnetlink in namespace: %w", err)
 	}
 	return &netNS{path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()), file: f, conn: conn}, nil
-}
-
-// unshareNetNS creates a namespace on a locked thread, keeps a descriptor
-// to it and puts the thread back where it was.
-func unshareNetNS() (*os.File, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("unshare: %w", err)
-	}
-	f, openErr := os.Open("/proc/thread-self/ns/net")
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread is stuck in the new namespace: never reuse it.
-		runtime.LockOSThread()
-		return nil, fmt.Errorf("setns back: %w", err)
-	}
-	return f, openErr
 }
 
 // Close closes the rtnetlink connection and the last descriptor of the
@@ -162,7 +139,7 @@ func burstBatch(prefix string, n int) []byte {
 }
 
 // deleteBatch is the `ip -batch` input that deletes the n pairs that
-// burstBatch or pairsBatch made: it puts one end of each in a device group
+// burstBatch or nstest.VethPairsBatch made: it puts one end of each in a device group
 // and deletes the group, which the kernel does in one go (deleting links one
 // by one waits for an RCU grace period each).
 func deleteBatch(prefix string, n int) []byte {
@@ -172,21 +149,5 @@ func deleteBatch(prefix string, n int) []byte {
 		fmt.Fprintf(&b, "link set %sa%d group %d\n", prefix, i, group)
 	}
 	fmt.Fprintf(&b, "link delete group %d\n", group)
-	return b.Bytes()
-}
-
-// pairsBatch is the `ip -batch` input that creates veth pairs from to to-1,
-// each end with an IPv4 and an IPv6 address (nodad, so usable at once), as
-// internal/nstest's AddVethPairs does.
-func pairsBatch(prefix string, from, to int) []byte {
-	var b bytes.Buffer
-	for i := from; i < to; i++ {
-		a, p := fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i)
-		fmt.Fprintf(&b, "link add %s type veth peer name %s\n", a, p)
-		fmt.Fprintf(&b, "address add 10.%d.%d.1/30 dev %s\n", i>>8&0xff, i&0xff, a)
-		fmt.Fprintf(&b, "address add 10.%d.%d.2/30 dev %s\n", i>>8&0xff, i&0xff, p)
-		fmt.Fprintf(&b, "address add 2001:db8:%x::1/64 dev %s nodad\n", i, a)
-		fmt.Fprintf(&b, "address add 2001:db8:%x::2/64 dev %s nodad\n", i, p)
-	}
 	return b.Bytes()
 }

@@ -45,7 +45,7 @@ func SkipUnlessRoot(t testing.TB) {
 func New(t testing.TB) *NS {
 	t.Helper()
 	SkipUnlessRoot(t)
-	f, err := unshareNetNS()
+	f, err := Unshare()
 	if err != nil {
 		t.Fatalf("nstest: create network namespace: %v", err)
 	}
@@ -83,9 +83,11 @@ func Open(t testing.TB, path string) *NS {
 	return &NS{Path: path, file: f, conn: conn}
 }
 
-// unshareNetNS creates a namespace on a locked thread, keeps a descriptor
-// to it and puts the thread back where it was.
-func unshareNetNS() (*os.File, error) {
+// Unshare creates a network namespace on a locked thread, keeps a
+// descriptor to it and puts the thread back where it was. The namespace
+// lives as long as the descriptor (and whatever else holds it); New wraps
+// it for tests, and the benchmark command uses it directly.
+func Unshare() (*os.File, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
@@ -322,16 +324,24 @@ func (ns *NS) Command(name string, stdin io.Reader, args ...string) ([]byte, err
 // each end with an IPv4 and an IPv6 address, with one `ip -batch` run.
 func (ns *NS) AddVethPairs(t testing.TB, prefix string, n int) {
 	t.Helper()
-	var batch bytes.Buffer
-	for i := range n {
-		a, b := fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i)
-		fmt.Fprintf(&batch, "link add %s type veth peer name %s\n", a, b)
-		fmt.Fprintf(&batch, "address add 10.%d.%d.1/30 dev %s\n", i>>8&0xff, i&0xff, a)
-		fmt.Fprintf(&batch, "address add 10.%d.%d.2/30 dev %s\n", i>>8&0xff, i&0xff, b)
-		fmt.Fprintf(&batch, "address add 2001:db8:%x::1/64 dev %s nodad\n", i, a)
-		fmt.Fprintf(&batch, "address add 2001:db8:%x::2/64 dev %s nodad\n", i, b)
-	}
-	if _, err := ns.Command("ip", &batch, "-batch", "-"); err != nil {
+	if _, err := ns.Command("ip", bytes.NewReader(VethPairsBatch(prefix, 0, n)), "-batch", "-"); err != nil {
 		t.Fatalf("nstest: %v", err)
 	}
+}
+
+// VethPairsBatch is the `ip -batch` input that creates the veth pairs
+// <prefix>a<i> and <prefix>b<i> for i from from to to-1, each end with an
+// IPv4 address (10.x.y.1/30 and .2) and an IPv6 address (2001:db8:i::1/64
+// and ::2, nodad so that they are usable at once).
+func VethPairsBatch(prefix string, from, to int) []byte {
+	var b bytes.Buffer
+	for i := from; i < to; i++ {
+		a, p := fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i)
+		fmt.Fprintf(&b, "link add %s type veth peer name %s\n", a, p)
+		fmt.Fprintf(&b, "address add 10.%d.%d.1/30 dev %s\n", i>>8&0xff, i&0xff, a)
+		fmt.Fprintf(&b, "address add 10.%d.%d.2/30 dev %s\n", i>>8&0xff, i&0xff, p)
+		fmt.Fprintf(&b, "address add 2001:db8:%x::1/64 dev %s nodad\n", i, a)
+		fmt.Fprintf(&b, "address add 2001:db8:%x::2/64 dev %s nodad\n", i, p)
+	}
+	return b.Bytes()
 }
