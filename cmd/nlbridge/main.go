@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -107,6 +108,13 @@ func runCmd(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// The bridge's work is one socket's: one goroutine reads, decodes
+		// and publishes. On one P the hand-offs to the NATS client's
+		// goroutines stay on one thread; go run ./bench measured less CPU
+		// per event, lower latency and dumps as fast as with every core.
+		runtime.GOMAXPROCS(1)
 	}
 	log := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
