@@ -131,6 +131,14 @@ func NewService(s *NATS, d Dumper, version string) (*Service, error) {
 		}
 	}
 	srv.svc = svc
+	if s.nc.IsConnected() {
+		// Have the server register the endpoints before returning, so
+		// that a request made right after NewService reaches them. When
+		// not connected, the client subscribes as it connects.
+		if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+			s.log.Debug("dump service: flush after subscribing", "error", err)
+		}
+	}
 	return srv, nil
 }
 

@@ -453,7 +453,8 @@ func TestRequestDump(t *testing.T) {
 		srv := startServer(t)
 		b := startTestBridge(t, srv, "web-01", encode.JSON{}, objects...)
 		// A bridge that is shutting down, as a plain micro service.
-		svc, err := micro.AddService(connect(t, srv), micro.Config{Name: "nlbridge", Version: "0.1.0", QueueGroupDisabled: true})
+		nc := connect(t, srv)
+		svc, err := micro.AddService(nc, micro.Config{Name: "nlbridge", Version: "0.1.0", QueueGroupDisabled: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,6 +463,9 @@ func TestRequestDump(t *testing.T) {
 			_ = r.Error("503", "nlbridge is shutting down", nil)
 		}), micro.WithEndpointSubject("nlbridge.dump"))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil { // the server has the subscription
 			t.Fatal(err)
 		}
 		code, stdout, stderr := requestDumpRun("--server", srv.ClientURL(), "--timeout", "2s")
