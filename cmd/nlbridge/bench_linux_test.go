@@ -34,12 +34,17 @@ func benchBridge(b *testing.B, ns *nstest.NS, enc config.Encoding) *nats.Conn {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, discardLogger()) }()
 	b.Cleanup(func() { cancel(); <-done })
-	for i := 0; ; i++ {
-		if _, err := nc.Request("nlbridge.bench.dump", nil, time.Second); err == nil {
+	// "No responders" comes back at once while the bridge starts: retry
+	// for a while.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		_, err := nc.Request("nlbridge.bench.dump", nil, time.Second)
+		if err == nil {
 			return nc
-		} else if i == 50 {
+		}
+		if time.Now().After(deadline) {
 			b.Fatalf("bridge not answering: %v", err)
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -243,13 +243,15 @@ func TestIntegrationRequestStorm(t *testing.T) {
 	cfg.Dump.OnStart = false
 	cfg.Dump.MinInterval = 200 * time.Millisecond
 	runBridge(t, context.Background(), cfg)
-	for i := 0; ; i++ { // until the bridge is up
-		if _, err := nc.Request("nlbridge.storm.dump", nil, time.Second); err == nil {
+	for deadline := time.Now().Add(20 * time.Second); ; { // until the bridge is up
+		_, err := nc.Request("nlbridge.storm.dump", nil, time.Second)
+		if err == nil {
 			break
-		} else if i == 50 {
+		}
+		if time.Now().After(deadline) {
 			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	const n = 300
