@@ -559,11 +559,7 @@ func TestJSON(t *testing.T) {
 				t.Errorf("JSON differs from encoding/json:\ngot  %s\nwant %s", got, want)
 			}
 
-			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(got))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := sch.Validate(inst); err != nil {
+			if err := validate(sch, got); err != nil {
 				t.Errorf("schema rejects %s: %v", got, err)
 			}
 		})
@@ -801,11 +797,7 @@ func TestSchemaRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sch.Validate(doc); err != nil {
+		if err := validate(sch, b); err != nil {
 			t.Errorf("schema rejects reason %q: %v", reason, err)
 		}
 	}
@@ -824,6 +816,15 @@ func TestFlagTables(t *testing.T) {
 			}
 		}
 	}
+}
+
+// validate checks a JSON document against the schema.
+func validate(sch *jsonschema.Schema, doc []byte) error {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return err
+	}
+	return sch.Validate(inst)
 }
 
 func sub(m map[string]any, key string) map[string]any { return m[key].(map[string]any) }
