@@ -214,7 +214,11 @@ func (n *Netlink) recv() (int, error) {
 	var size int
 	var errno syscall.Errno
 	err := n.raw.Read(func(fd uintptr) bool {
-		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd,
+		// MSG_DONTWAIT: the call never blocks, so it is made raw,
+		// without telling the scheduler, which would wake its monitor
+		// thread (sysmon) once per event; an empty socket is waited for
+		// through the runtime's poller.
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd,
 			uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
 		size, errno = int(r), e
