@@ -197,6 +197,8 @@ func Connect(cfg Config) (*NATS, error) {
 		}
 		opts = append(opts, nats.InProcessServer(cfg.Embedded))
 		url = cfg.Embedded.ClientURL() // for the logs; the connection is in-process
+	} else {
+		opts = append(opts, nats.SetCustomDialer(newDialer(nats.DefaultTimeout)))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

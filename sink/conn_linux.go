@@ -1,0 +1,130 @@
+package sink
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sys/unix"
+)
+
+// dialer is the nats.go CustomDialer nlbridge connects through: a plain
+// TCP dial whose connection writes with a non-blocking write(2) made
+// directly, as the netlink reads are.
+//
+// Why: nats.go writes every flush through net.Conn.Write, a syscall the Go
+// runtime announces to its monitor thread (sysmon), and sets and clears a
+// write deadline around it (FlusherTimeout), two timer updates. For a
+// bridge that wakes once per kernel event, a profile of a burst of veth
+// creations put about a quarter of nlbridge's CPU in waking sysmon and in
+// those deadlines. A write to a TCP socket in non-blocking mode never
+// blocks: it copies what fits and reports EAGAIN for the rest, and only
+// then does this connection wait for the socket through the runtime's
+// poller, with the deadline set, like net.Conn does.
+type dialer struct{ net.Dialer }
+
+var _ nats.CustomDialer = (*dialer)(nil)
+
+func newDialer(timeout time.Duration) *dialer {
+	return &dialer{net.Dialer{Timeout: timeout}}
+}
+
+func (d *dialer) Dial(network, address string) (net.Conn, error) {
+	c, err := d.Dialer.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c, nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c, nil
+	}
+	return &writeConn{TCPConn: tc, raw: raw}, nil
+}
+
+// writeConn is a TCP connection whose Write makes the write(2) itself and
+// keeps the write deadline to itself until a write has to wait.
+type writeConn struct {
+	*net.TCPConn
+	raw syscall.RawConn
+
+	mu       sync.Mutex
+	deadline time.Time // the write deadline last set
+	applied  bool      // the socket holds a deadline (set while waiting)
+}
+
+// SetWriteDeadline records t; the socket gets it only when a write waits.
+func (c *writeConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	if c.applied {
+		c.applied = !t.IsZero()
+		return c.TCPConn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// SetDeadline sets the read deadline on the socket and records the write
+// deadline.
+func (c *writeConn) SetDeadline(t time.Time) error {
+	if err := c.TCPConn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// Write writes all of p, waiting for the socket when its buffer is full.
+func (c *writeConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	deadline := c.deadline
+	c.mu.Unlock()
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+	}
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			switch e {
+			case 0:
+				n += int(r)
+			case unix.EINTR:
+			case unix.EAGAIN:
+				// Wait through the poller, with the deadline in force.
+				c.mu.Lock()
+				if !c.applied && !c.deadline.IsZero() {
+					if werr = c.TCPConn.SetWriteDeadline(c.deadline); werr != nil {
+						c.mu.Unlock()
+						return true
+					}
+					c.applied = true
+				}
+				c.mu.Unlock()
+				return false
+			default:
+				werr = os.NewSyscallError("write", e)
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, nil
+}

@@ -1,0 +1,177 @@
+package sink
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// connPair dials a listener on 127.0.0.1 through the dialer nlbridge uses
+// and returns both ends.
+func connPair(t *testing.T) (client *writeConn, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	c, err := newDialer(5*time.Second).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	wc, ok := c.(*writeConn)
+	if !ok {
+		t.Fatalf("dialer returned %T, want *writeConn", c)
+	}
+	s, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { s.Close() })
+	return wc, s
+}
+
+// TestWriteConnRoundTrip writes more than a socket buffer holds while the
+// peer reads slowly, so writes both complete at once and wait for room,
+// with nats.go's pattern of a deadline set and cleared around each write:
+// everything arrives, in order.
+func TestWriteConnRoundTrip(t *testing.T) {
+	c, s := connPair(t)
+	want := make([]byte, 8<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(s)
+		got <- b
+	}()
+	for off := 0; off < len(want); off += 300 << 10 {
+		end := min(off+300<<10, len(want))
+		if err := c.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Write(want[off:end])
+		if err != nil || n != end-off {
+			t.Fatalf("Write(%d bytes) = %d, %v", end-off, n, err)
+		}
+		if err := c.SetWriteDeadline(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("peer read %d bytes, not the %d written in order", len(b), len(want))
+	}
+}
+
+// TestWriteConnDeadline: a write to a peer that reads nothing fills the
+// socket and then fails at its deadline with a timeout, not hanging; a
+// deadline already past fails a write at once; clearing the deadline makes
+// writes work again once the peer reads.
+func TestWriteConnDeadline(t *testing.T) {
+	c, s := connPair(t)
+	if err := c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		n, err := c.Write(make([]byte, 64<<20))
+		res <- result{n, err}
+	}()
+	var n int
+	var err error
+	select {
+	case r := <-res:
+		n, err = r.n, r.err
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write to a stalled peer ignores its deadline")
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write to a stalled peer = %d, %v; want a deadline error", n, err)
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("error %v is not a net.Error timeout", err)
+	}
+	if n == 0 || n >= 64<<20 {
+		t.Errorf("wrote %d bytes before the deadline, want some but not all", n)
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Write after a past deadline: %v, want a deadline error", err)
+	}
+
+	// Drain what was written, then write again without a deadline.
+	if err := c.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.CopyN(io.Discard, s, int64(n)) }()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write([]byte("after"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Write after clearing the deadline: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write after clearing the deadline hangs")
+	}
+}
+
+// TestWriteConnClosedPeer: writing to a connection the peer closed fails
+// with an error, as net.Conn does, instead of hanging.
+func TestWriteConnClosedPeer(t *testing.T) {
+	c, s := connPair(t)
+	s.Close()
+	var err error
+	for range 100 {
+		if _, err = c.Write(make([]byte, 64<<10)); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err == nil {
+		t.Fatal("writes to a closed peer kept succeeding")
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" {
+		t.Errorf("error %v is not a *net.OpError for write", err)
+	}
+}
+
+func TestDialerRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if c, err := newDialer(time.Second).Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("dial to a closed port succeeded")
+	}
+}
