@@ -663,7 +663,8 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // buildBridge builds the nlbridge binary into dir, from the module that
-// holds the current directory.
+// holds the current directory, the way a release is built (README, Install;
+// Dockerfile): static, without cgo, so that no C library is mapped.
 func buildBridge(ctx context.Context, dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -672,10 +673,11 @@ func buildBridge(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("find the nlbridge module (run from its checkout): go env GOMOD: %v", err)
 	}
 	bin := filepath.Join(dir, "nlbridge")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/nlbridge")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/nlbridge")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/nlbridge: %w: %s", err, out)
+		return "", fmt.Errorf("CGO_ENABLED=0 go build ./cmd/nlbridge: %w: %s", err, out)
 	}
 	return bin, nil
 }
