@@ -5,18 +5,18 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	vm "github.com/VictoriaMetrics/metrics"
 
 	"github.com/nlbridge/nlbridge/sink"
 	"github.com/nlbridge/nlbridge/source"
@@ -81,6 +81,7 @@ func ServeListener(ctx context.Context, ln net.Listener, src Sources, log *slog.
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second, // a client that stops reading
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan error, 1)
@@ -104,38 +105,38 @@ func ServeListener(ctx context.Context, ln net.Listener, src Sources, log *slog.
 	return nil
 }
 
+// contentType is the Prometheus text exposition format, version 0.0.4.
+const contentType = "text/plain; version=0.0.4; charset=utf-8"
+
 // Handler returns the HTTP handler that Serve serves: /metrics and
 // /healthz. It fails when a function of src is missing.
+//
+// /metrics writes the nlbridge_* metrics itself, then the Go runtime and
+// process metrics of github.com/VictoriaMetrics/metrics (go_*, process_*).
+// Handler turns on that library's process-wide ExposeMetadata, so that
+// those carry # TYPE lines too.
 func Handler(src Sources) (http.Handler, error) {
 	if err := src.valid(); err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	for _, c := range counters {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
-			func() float64 { return float64(c.value(&src)) }))
-	}
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "nlbridge_last_event_timestamp_seconds",
-			Help: "When nlbridge last read an event from the kernel, in seconds since the Unix epoch; 0 before the first.",
-		}, func() float64 {
-			t := src.LastEvent()
-			if t.IsZero() {
-				return 0
-			}
-			return float64(t.UnixNano()) / 1e9
-		}),
-		up("netlink", src.NetlinkUp),
-		up("nats", src.NATSUp),
-	)
+	vm.ExposeMetadata(true)
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// Render first: a panic in a Sources function then sends nothing
+		// rather than half a 200 response (net/http recovers and logs it).
+		var b bytes.Buffer
+		b.Grow(16 << 10)
+		writeMetrics(&b, &src)
+		vm.WriteProcessMetrics(&b)
+		vm.WriteFDMetrics(&b)
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+		if r.Method != http.MethodHead {
+			w.Write(b.Bytes())
+		}
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -156,54 +157,107 @@ func Handler(src Sources) (http.Handler, error) {
 	return mux, nil
 }
 
-// up is nlbridge_up for one part: 1 when ok reports true.
-func up(part string, ok func() bool) prometheus.GaugeFunc {
-	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "nlbridge_up",
-		Help:        `Whether a part of nlbridge works: part="netlink" is 1 while the netlink socket is read, part="nats" while connected to NATS.`,
-		ConstLabels: prometheus.Labels{"part": part},
-	}, func() float64 {
-		if ok() {
-			return 1
-		}
-		return 0
-	})
+// writeMetrics writes the nlbridge_* metrics in the text format, reading
+// each Sources function once.
+func writeMetrics(b *bytes.Buffer, src *Sources) {
+	so, si := src.Source(), src.Sink()
+	for _, c := range counters {
+		writeHeader(b, c.name, c.help, "counter")
+		writeSample(b, c.name, "", "", strconv.FormatUint(c.value(&so, &si), 10))
+	}
+
+	const last = "nlbridge_last_event_timestamp_seconds"
+	writeHeader(b, last, "When nlbridge last read an event from the kernel, in seconds since the Unix epoch; 0 before the first.", "gauge")
+	v := 0.0
+	if t := src.LastEvent(); !t.IsZero() {
+		// Not UnixNano, which overflows outside the years 1678-2262.
+		v = float64(t.Unix()) + float64(t.Nanosecond())/1e9
+	}
+	writeSample(b, last, "", "", strconv.FormatFloat(v, 'g', -1, 64))
+
+	const up = "nlbridge_up"
+	writeHeader(b, up, `Whether a part of nlbridge works: part="netlink" is 1 while the netlink socket is read, part="nats" while connected to NATS.`, "gauge")
+	writeSample(b, up, "part", "netlink", bit(src.NetlinkUp()))
+	writeSample(b, up, "part", "nats", bit(src.NATSUp()))
 }
 
-// counters are the counter metrics, each read from a field of
-// source.Stats or sink.Stats at scrape time.
+func bit(ok bool) string {
+	if ok {
+		return "1"
+	}
+	return "0"
+}
+
+// The text format escapes \ and newline in HELP text, and also " in label
+// values.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+// writeHeader writes the # HELP and # TYPE lines of a metric family.
+func writeHeader(b *bytes.Buffer, name, help, typ string) {
+	b.WriteString("# HELP ")
+	b.WriteString(name)
+	b.WriteByte(' ')
+	helpEscaper.WriteString(b, help)
+	b.WriteString("\n# TYPE ")
+	b.WriteString(name)
+	b.WriteByte(' ')
+	b.WriteString(typ)
+	b.WriteByte('\n')
+}
+
+// writeSample writes one sample line, with the label label="labelValue"
+// when label is not empty.
+func writeSample(b *bytes.Buffer, name, label, labelValue, value string) {
+	b.WriteString(name)
+	if label != "" {
+		b.WriteByte('{')
+		b.WriteString(label)
+		b.WriteString(`="`)
+		labelEscaper.WriteString(b, labelValue)
+		b.WriteString(`"}`)
+	}
+	b.WriteByte(' ')
+	b.WriteString(value)
+	b.WriteByte('\n')
+}
+
+// counters are the counter metrics, each a field of source.Stats or
+// sink.Stats read at scrape time.
 var counters = []struct {
 	name, help string
-	value      func(*Sources) uint64
+	value      func(*source.Stats, *sink.Stats) uint64
 }{
 	{"nlbridge_kernel_messages_total", "Netlink messages read from the kernel.",
-		func(s *Sources) uint64 { return s.Source().Messages }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Messages }},
 	{"nlbridge_events_total", "Events the source handed to the sink, SYNC markers included.",
-		func(s *Sources) uint64 { return s.Source().Events }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Events }},
 	{"nlbridge_decode_errors_total", "Netlink messages that could not be decoded and were skipped.",
-		func(s *Sources) uint64 { return s.Source().DecodeErrors }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.DecodeErrors }},
 	{"nlbridge_netlink_overflows_total", "Times the kernel reported lost netlink messages (ENOBUFS).",
-		func(s *Sources) uint64 { return s.Source().Overflows }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Overflows }},
 	{"nlbridge_resyncs_total", "Dumps made to recover from netlink overflows.",
-		func(s *Sources) uint64 { return s.Source().Resyncs }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Resyncs }},
 	{"nlbridge_dumps_total", "Completed dumps of links and addresses.",
-		func(s *Sources) uint64 { return s.Source().Dumps }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Dumps }},
 	{"nlbridge_dump_retries_total", "Dumps restarted because the kernel interrupted them (NLM_F_DUMP_INTR).",
-		func(s *Sources) uint64 { return s.Source().DumpRetries }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.DumpRetries }},
 	{"nlbridge_dump_requests_merged_total", "Dump requests answered by a dump that another request started.",
-		func(s *Sources) uint64 { return s.Source().Merged }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Merged }},
 	{"nlbridge_dump_requests_delayed_total", "Dump requests held back by the minimum interval between dumps.",
-		func(s *Sources) uint64 { return s.Source().Delayed }},
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Delayed }},
 	{"nlbridge_published_total", "Messages handed to the NATS client.",
-		func(s *Sources) uint64 { return s.Sink().Published }},
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Published }},
 	{"nlbridge_publish_errors_total", "Messages the NATS client refused; kept in the state table and published after reconnecting.",
-		func(s *Sources) uint64 { return s.Sink().PublishErrors }},
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.PublishErrors }},
 	{"nlbridge_filtered_total", "Events dropped by the filter (interface names, families, event types).",
-		func(s *Sources) uint64 { return s.Sink().Filtered }},
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Filtered }},
 	{"nlbridge_unchanged_total", "Kernel notifications that changed nothing published, dropped.",
-		func(s *Sources) uint64 { return s.Sink().Unchanged }},
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Unchanged }},
 	{"nlbridge_reconciled_total", "Messages published to catch up after a NATS outage.",
-		func(s *Sources) uint64 { return s.Sink().Reconciled }},
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Reconciled }},
 	{"nlbridge_nats_reconnects_total", "Reconnections to a NATS server.",
-		func(s *Sources) uint64 { return s.Sink().Reconnects }},
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Reconnects }},
 }

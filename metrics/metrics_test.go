@@ -1,13 +1,16 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,16 +57,52 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// scrape gets /metrics, checks its status and content type, and parses it
+// with the Prometheus text parser, so that anything it returns is valid
+// Prometheus text.
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	code, body := get(t, url+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %s", code, body)
+	mfs, err := fetch(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// fetch is scrape for any goroutine.
+func fetch(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %d %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
+		return nil, fmt.Errorf("GET /metrics: Content-Type %q, want the text format 0.0.4", ct)
+	}
+	if got := expfmt.ResponseFormat(resp.Header); got.FormatType() != expfmt.TypeTextPlain {
+		return nil, fmt.Errorf("GET /metrics: format %q, want text", got)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(strings.NewReader(body))
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("parse /metrics: %v\n%s", err, body)
+		return nil, fmt.Errorf("parse /metrics: %v\n%s", err, body)
+	}
+	return mfs, nil
+}
+
+func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, text)
 	}
 	return mfs
 }
@@ -78,56 +117,102 @@ func TestMetrics(t *testing.T) {
 	defer srv.Close()
 	mfs := scrape(t, srv.URL)
 
-	want := map[string]float64{
-		"nlbridge_kernel_messages_total":        101,
-		"nlbridge_events_total":                 102,
-		"nlbridge_decode_errors_total":          104,
-		"nlbridge_netlink_overflows_total":      105,
-		"nlbridge_resyncs_total":                106,
-		"nlbridge_dumps_total":                  107,
-		"nlbridge_dump_retries_total":           108,
-		"nlbridge_dump_requests_merged_total":   109,
-		"nlbridge_dump_requests_delayed_total":  110,
-		"nlbridge_published_total":              201,
-		"nlbridge_publish_errors_total":         202,
-		"nlbridge_unchanged_total":              203,
-		"nlbridge_reconciled_total":             204,
-		"nlbridge_nats_reconnects_total":        205,
-		"nlbridge_filtered_total":               206,
-		"nlbridge_last_event_timestamp_seconds": 1700000000.5,
+	// What users see: names, types, help texts and the values of fake.
+	want := []struct {
+		name  string
+		value float64
+		help  string
+	}{
+		{"nlbridge_kernel_messages_total", 101, "Netlink messages read from the kernel."},
+		{"nlbridge_events_total", 102, "Events the source handed to the sink, SYNC markers included."},
+		{"nlbridge_decode_errors_total", 104, "Netlink messages that could not be decoded and were skipped."},
+		{"nlbridge_netlink_overflows_total", 105, "Times the kernel reported lost netlink messages (ENOBUFS)."},
+		{"nlbridge_resyncs_total", 106, "Dumps made to recover from netlink overflows."},
+		{"nlbridge_dumps_total", 107, "Completed dumps of links and addresses."},
+		{"nlbridge_dump_retries_total", 108, "Dumps restarted because the kernel interrupted them (NLM_F_DUMP_INTR)."},
+		{"nlbridge_dump_requests_merged_total", 109, "Dump requests answered by a dump that another request started."},
+		{"nlbridge_dump_requests_delayed_total", 110, "Dump requests held back by the minimum interval between dumps."},
+		{"nlbridge_published_total", 201, "Messages handed to the NATS client."},
+		{"nlbridge_publish_errors_total", 202, "Messages the NATS client refused; kept in the state table and published after reconnecting."},
+		{"nlbridge_unchanged_total", 203, "Kernel notifications that changed nothing published, dropped."},
+		{"nlbridge_reconciled_total", 204, "Messages published to catch up after a NATS outage."},
+		{"nlbridge_nats_reconnects_total", 205, "Reconnections to a NATS server."},
+		{"nlbridge_filtered_total", 206, "Events dropped by the filter (interface names, families, event types)."},
+		{"nlbridge_last_event_timestamp_seconds", 1700000000.5,
+			"When nlbridge last read an event from the kernel, in seconds since the Unix epoch; 0 before the first."},
 	}
-	for name, v := range want {
-		mf := mfs[name]
+	for _, w := range want {
+		mf := mfs[w.name]
 		if mf == nil {
-			t.Errorf("%s: missing", name)
+			t.Errorf("%s: missing", w.name)
 			continue
 		}
-		if mf.GetHelp() == "" {
-			t.Errorf("%s: no help text", name)
+		if mf.GetHelp() != w.help {
+			t.Errorf("%s: help %q, want %q", w.name, mf.GetHelp(), w.help)
 		}
 		wantType := dto.MetricType_COUNTER
-		if !strings.HasSuffix(name, "_total") {
+		if !strings.HasSuffix(w.name, "_total") {
 			wantType = dto.MetricType_GAUGE
 		}
 		if mf.GetType() != wantType || len(mf.Metric) != 1 {
-			t.Errorf("%s: type %v with %d series, want %v with 1", name, mf.GetType(), len(mf.Metric), wantType)
+			t.Errorf("%s: type %v with %d series, want %v with 1", w.name, mf.GetType(), len(mf.Metric), wantType)
 			continue
+		}
+		if len(mf.Metric[0].Label) != 0 {
+			t.Errorf("%s: labels %v, want none", w.name, mf.Metric[0].Label)
 		}
 		got := mf.Metric[0].GetCounter().GetValue()
 		if wantType == dto.MetricType_GAUGE {
 			got = mf.Metric[0].GetGauge().GetValue()
 		}
-		if got != v {
-			t.Errorf("%s = %v, want %v", name, got, v)
+		if got != w.value {
+			t.Errorf("%s = %v, want %v", w.name, got, w.value)
 		}
 	}
-	if n := len(mfs) - len(want); n < 10 {
-		t.Errorf("%d other metric families, want the Go and process collectors' too", n)
-	}
-	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
-		if mfs[name] == nil {
-			t.Errorf("%s: missing", name)
+	nlbridge := 0
+	for name := range mfs {
+		if strings.HasPrefix(name, "nlbridge_") {
+			nlbridge++
 		}
+	}
+	if nlbridge != len(want)+1 { // and nlbridge_up
+		t.Errorf("%d nlbridge_* metric families, want %d", nlbridge, len(want)+1)
+	}
+	if n := len(mfs) - nlbridge; n < 10 {
+		t.Errorf("%d other metric families, want the Go and process metrics too", n)
+	}
+	// The Go runtime and process metrics: goroutines, memory, CPU time,
+	// resident memory, open files and start time.
+	for _, p := range []struct {
+		name     string
+		typ      dto.MetricType
+		positive bool
+	}{
+		{"go_goroutines", dto.MetricType_GAUGE, true},
+		{"go_memstats_heap_alloc_bytes", dto.MetricType_GAUGE, true},
+		{"go_memstats_sys_bytes", dto.MetricType_GAUGE, true},
+		{"go_gc_duration_seconds", dto.MetricType_SUMMARY, false},
+		{"process_cpu_seconds_total", dto.MetricType_COUNTER, false},
+		{"process_resident_memory_bytes", dto.MetricType_GAUGE, true},
+		{"process_open_fds", dto.MetricType_GAUGE, true},
+		{"process_max_fds", dto.MetricType_GAUGE, true},
+		{"process_start_time_seconds", dto.MetricType_GAUGE, true},
+	} {
+		mf := mfs[p.name]
+		if mf == nil || len(mf.Metric) != 1 {
+			t.Errorf("%s: %v, want one series", p.name, mf)
+			continue
+		}
+		if mf.GetType() != p.typ {
+			t.Errorf("%s: type %v, want %v", p.name, mf.GetType(), p.typ)
+		}
+		m := mf.Metric[0]
+		if v := m.GetGauge().GetValue() + m.GetCounter().GetValue(); p.positive && !(v > 0) {
+			t.Errorf("%s = %v, want > 0", p.name, v)
+		}
+	}
+	if v := mfs["process_start_time_seconds"].GetMetric()[0].GetGauge().GetValue(); v > float64(time.Now().Unix()) {
+		t.Errorf("process_start_time_seconds = %v, in the future", v)
 	}
 
 	checkUp := func(wantNetlink, wantNATS float64) {
@@ -202,9 +287,132 @@ func TestHealthz(t *testing.T) {
 			t.Errorf("netlink up %v, nats up %v: GET /healthz = %d %q, want %d %q", tt.netlink, tt.nats, code, body, tt.code, tt.body)
 		}
 	}
-	if code, _ := get(t, srv.URL+"/nothing"); code != http.StatusNotFound {
-		t.Errorf("GET /nothing = %d, want 404", code)
+}
+
+// Other methods and paths get the usual HTTP answers, and HEAD the headers
+// of GET.
+func TestMetricsMethodsAndPaths(t *testing.T) {
+	src, _, _ := fake()
+	h, err := Handler(src)
+	if err != nil {
+		t.Fatal(err)
 	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, tt := range []struct {
+		method, path string
+		code         int
+	}{
+		{"POST", "/metrics", http.StatusMethodNotAllowed},
+		{"PUT", "/metrics", http.StatusMethodNotAllowed},
+		{"DELETE", "/healthz", http.StatusMethodNotAllowed},
+		{"POST", "/healthz", http.StatusMethodNotAllowed},
+		{"GET", "/", http.StatusNotFound},
+		{"GET", "/nothing", http.StatusNotFound},
+		{"GET", "/metrics/", http.StatusNotFound},
+		{"GET", "/metrics/x", http.StatusNotFound},
+		{"POST", "/nothing", http.StatusNotFound},
+		{"HEAD", "/metrics", http.StatusOK},
+		{"HEAD", "/healthz", http.StatusOK},
+	} {
+		req, err := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.code)
+		}
+		switch {
+		case tt.code == http.StatusMethodNotAllowed && !strings.Contains(resp.Header.Get("Allow"), "GET"):
+			t.Errorf("%s %s: Allow %q, want GET in it", tt.method, tt.path, resp.Header.Get("Allow"))
+		case tt.method == "HEAD" && len(body) != 0:
+			t.Errorf("HEAD %s: body %q, want none", tt.path, body)
+		case tt.method == "HEAD" && tt.path == "/metrics" &&
+			(resp.Header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" || resp.ContentLength <= 0):
+			t.Errorf("HEAD /metrics: Content-Type %q, length %d", resp.Header.Get("Content-Type"), resp.ContentLength)
+		}
+	}
+}
+
+// The last event time is exact, and valid far from now, where
+// time.UnixNano would overflow.
+func TestMetricsLastEvent(t *testing.T) {
+	for _, tt := range []struct {
+		t    time.Time
+		want float64
+	}{
+		{time.Time{}, 0},
+		{time.Unix(0, 1), 1e-9},
+		{time.Unix(1700000000, 250_000_000), 1700000000.25},
+		{time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), 32503680000},
+		{time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), -30610224000},
+	} {
+		src, _, _ := fake()
+		src.LastEvent = func() time.Time { return tt.t }
+		var b bytes.Buffer
+		writeMetrics(&b, &src)
+		mf := parse(t, b.String())["nlbridge_last_event_timestamp_seconds"]
+		if got := mf.GetMetric()[0].GetGauge().GetValue(); got != tt.want {
+			t.Errorf("last event %v: nlbridge_last_event_timestamp_seconds = %v, want %v", tt.t, got, tt.want)
+		}
+	}
+}
+
+// HELP text and label values are escaped as the text format says, so that
+// they read back as written.
+func TestEscape(t *testing.T) {
+	const help = "back\\slash, \"quote\", new\nline and\\n not one; µ"
+	const value = "a\\b \"c\"\nd\\n"
+	var b bytes.Buffer
+	writeHeader(&b, "x_total", help, "counter")
+	writeSample(&b, "x_total", "l", value, "1")
+	writeSample(&b, "x_total", "l", "", "2")
+	mf := parse(t, b.String())["x_total"]
+	if mf.GetHelp() != help {
+		t.Errorf("help read back as %q, want %q\n%s", mf.GetHelp(), help, b.String())
+	}
+	if mf.GetType() != dto.MetricType_COUNTER || len(mf.Metric) != 2 {
+		t.Fatalf("x_total = %v, want a counter with 2 series", mf)
+	}
+	if got := mf.Metric[0].Label[0].GetValue(); got != value {
+		t.Errorf("label value read back as %q, want %q\n%s", got, value, b.String())
+	}
+	if strings.Count(b.String(), "\n") != 4 {
+		t.Errorf("want 4 lines:\n%s", b.String())
+	}
+}
+
+// Concurrent scrapes are safe (go test -race) and agree.
+func TestMetricsConcurrent(t *testing.T) {
+	src, _, _ := fake()
+	h, err := Handler(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				mfs, err := fetch(srv.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := mfs["nlbridge_dumps_total"].GetMetric()[0].GetCounter().GetValue(); got != 107 {
+					t.Errorf("nlbridge_dumps_total = %v, want 107", got)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestHandlerMissingSource(t *testing.T) {
