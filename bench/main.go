@@ -104,8 +104,9 @@ type bench struct {
 	o   options
 	ns  *netNS
 	url string
-	// bin is the nlbridge binary.
-	bin string
+	// bin is the nlbridge binary; leanBin the one built without the
+	// embedded NATS server (-tags noembedded).
+	bin, leanBin string
 	// nc subscribes to nlbridge; pc to the pipeline.
 	nc, pc *nats.Conn
 	floor  *floor
@@ -143,7 +144,10 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	}()
 
 	b := &bench{o: o, rep: &report{}}
-	if b.bin, err = buildBridge(ctx, o.out); err != nil {
+	if b.bin, err = buildBridge(ctx, o.out, "nlbridge"); err != nil {
+		return err
+	}
+	if b.leanBin, err = buildBridge(ctx, o.out, "nlbridge-noembedded", "noembedded"); err != nil {
 		return err
 	}
 	if b.ns, err = newNetNS(); err != nil {
@@ -193,16 +197,12 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return err
 	}
 	b.rep.add("cpu_idle", "nlbridge", millis(idle1-idle0), "ms/s")
-	mem := map[string]int{}
-	for _, f := range []string{"VmHWM", "RssAnon", "RssFile"} {
-		if mem[f], err = statusKiB(b.bridge.pid(), f); err != nil {
-			return err
-		}
+	if b.rep.idleMiB, err = b.idleMemory(b.bridge, "nlbridge"); err != nil {
+		return err
 	}
-	b.rep.idleMiB = float64(mem["VmHWM"]) / 1024
-	b.rep.add("rss_peak_idle", "nlbridge", b.rep.idleMiB, "MiB")
-	b.rep.add("rss_anon_idle", "nlbridge", float64(mem["RssAnon"])/1024, "MiB")
-	b.rep.add("rss_file_idle", "nlbridge", float64(mem["RssFile"])/1024, "MiB")
+	if b.rep.leanIdleMiB, err = b.leanIdle(ctx); err != nil {
+		return b.explain(fmt.Errorf("nlbridge-noembedded: %w", err))
+	}
 
 	// The pipeline, when the nats CLI is there.
 	if natsBin := findNats(); !o.pipeline {
@@ -655,6 +655,52 @@ func (b *bench) cbor(ctx context.Context) error {
 	return nil
 }
 
+// idleMemory records p's peak RSS (VmHWM) and its anonymous and
+// file-backed parts, under receiver, and returns the peak in MiB.
+func (b *bench) idleMemory(p *proc, receiver string) (float64, error) {
+	mem := map[string]int{}
+	for _, f := range []string{"VmHWM", "RssAnon", "RssFile"} {
+		var err error
+		if mem[f], err = statusKiB(p.pid(), f); err != nil {
+			return 0, err
+		}
+	}
+	peak := float64(mem["VmHWM"]) / 1024
+	b.rep.add("rss_peak_idle", receiver, peak, "MiB")
+	b.rep.add("rss_anon_idle", receiver, float64(mem["RssAnon"])/1024, "MiB")
+	b.rep.add("rss_file_idle", receiver, float64(mem["RssFile"])/1024, "MiB")
+	return peak, nil
+}
+
+// leanIdle starts the build without the embedded NATS server on the same
+// empty namespace, waits for its startup dump and a second of idling, and
+// records its memory as idleMemory does.
+func (b *bench) leanIdle(ctx context.Context) (float64, error) {
+	const host, receiver = "benchl", "nlbridge-noembedded"
+	s, err := subscribeBridge(b.nc, receiver, host, false, "")
+	if err != nil {
+		return 0, err
+	}
+	defer s.sub.Unsubscribe()
+	p, err := startBridge(b.ns, b.leanBin, b.o.out, host, "json", b.url)
+	if err != nil {
+		return 0, err
+	}
+	defer p.stop(10 * time.Second)
+	if err := b.startup(ctx, p, s, receiver); err != nil {
+		return 0, err
+	}
+	time.Sleep(time.Second)
+	peak, err := b.idleMemory(p, receiver)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.stop(10 * time.Second); err != nil {
+		return 0, fmt.Errorf("did not stop cleanly: %w", err)
+	}
+	return peak, nil
+}
+
 // median returns the median of ds.
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
@@ -665,15 +711,19 @@ func median(ds []time.Duration) time.Duration {
 // buildBridge builds the nlbridge binary into dir, from the module that
 // holds the current directory, the way a release is built (README, Install;
 // Dockerfile): static, without cgo, so that no C library is mapped.
-func buildBridge(ctx context.Context, dir string) (string, error) {
+func buildBridge(ctx context.Context, dir, name string, tags ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
 		return "", fmt.Errorf("find the nlbridge module (run from its checkout): go env GOMOD: %v", err)
 	}
-	bin := filepath.Join(dir, "nlbridge")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/nlbridge")
+	bin := filepath.Join(dir, name)
+	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/nlbridge")...)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -46,6 +46,9 @@ type report struct {
 	// scaling holds the scaling phase's points; idleMiB is the idle RSS.
 	scaling []scalePoint
 	idleMiB float64
+	// leanIdleMiB is the idle RSS of the build without the embedded
+	// NATS server.
+	leanIdleMiB float64
 	// notes are said under the table (skipped parts, warnings).
 	notes []string
 }
@@ -196,6 +199,9 @@ func (r *report) targets() []string {
 	}
 	if r.idleMiB > 0 {
 		check("RSS < 12 MiB idle", r.idleMiB < 12, "%.1f MiB", r.idleMiB)
+	}
+	if r.leanIdleMiB > 0 {
+		check("RSS < 12 MiB idle, built without the embedded NATS server (-tags noembedded)", r.leanIdleMiB < 12, "%.1f MiB", r.leanIdleMiB)
 	}
 	for _, p := range r.scaling {
 		if p.pairs == 2000 {

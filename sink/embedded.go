@@ -1,3 +1,5 @@
+//go:build !noembedded
+
 package sink
 
 import (
@@ -10,10 +12,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// HasEmbedded reports whether this build holds the embedded NATS server.
+// A build with the tag noembedded leaves it out (see embedded_none.go).
+const HasEmbedded = true
+
 // StartEmbedded starts a NATS server inside nlbridge, listening on listen
 // (host:port; port 0 picks a free one), for machines where no NATS server is
 // configured. The caller shuts it down after closing the sink.
-func StartEmbedded(listen string, log *slog.Logger) (*server.Server, error) {
+func StartEmbedded(listen string, log *slog.Logger) (EmbeddedServer, error) {
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("sink: embedded NATS server: %w", err)

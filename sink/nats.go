@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/nlbridge/nlbridge/event"
@@ -41,7 +40,7 @@ type Config struct {
 	// Servers are the NATS URLs to connect to. When empty, Embedded must be
 	// set and the sink connects to it in-process.
 	Servers  []string
-	Embedded *server.Server
+	Embedded EmbeddedServer
 	// Name is the connection name that servers show (nats server report
 	// connections).
 	Name string
@@ -436,4 +435,14 @@ func (s *NATS) Close(ctx context.Context) error {
 		s.nc.Close()
 		return fmt.Errorf("sink: drain: %w", ctx.Err())
 	}
+}
+
+// EmbeddedServer is a NATS server running inside nlbridge, as StartEmbedded
+// starts it (a *server.Server of nats-server), which the sink reaches
+// in-process, without a socket.
+type EmbeddedServer interface {
+	nats.InProcessConnProvider
+	ClientURL() string
+	Shutdown()
+	WaitForShutdown()
 }

@@ -32,6 +32,9 @@ files named in the configuration (credentials, certificates) are not read.
 		return code
 	}
 	cfg, err := loadConfig(*path)
+	if err == nil {
+		err = servable(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2

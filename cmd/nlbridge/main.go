@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,8 +20,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/encode"
@@ -54,6 +53,9 @@ var commands = []command{
 	{"request-dump", "ask one host or all hosts for a dump and print the replies", requestDumpCmd},
 	{"version", "print the version", func(_ []string, stdout, _ io.Writer) int {
 		fmt.Fprintf(stdout, "nlbridge %s\n", version)
+		if !sink.HasEmbedded {
+			fmt.Fprintln(stdout, "built without the embedded NATS server (-tags noembedded)")
+		}
 		return 0
 	}},
 }
@@ -105,6 +107,9 @@ func runCmd(args []string, stderr io.Writer) int {
 		return code
 	}
 	cfg, err := loadConfig(*path)
+	if err == nil {
+		err = servable(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2
@@ -167,7 +172,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer src.Close()
 
-	var embedded *server.Server
+	var embedded sink.EmbeddedServer
 	if len(cfg.NATS.Servers) == 0 {
 		embedded, err = sink.StartEmbedded(cfg.NATS.Embedded.Listen, log)
 		if err != nil {
@@ -254,4 +259,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			"reconciled", o.Reconciled, "reconnects", o.Reconnects)
 	}
 	return err
+}
+
+// servable checks that cfg names a NATS server when this build has no
+// embedded one to start.
+func servable(cfg config.Config) error {
+	if len(cfg.NATS.Servers) == 0 && !sink.HasEmbedded {
+		return errors.New("nats.servers is empty, and this nlbridge was built without the embedded NATS server (-tags noembedded): set nats.servers (or NLBRIDGE_NATS_SERVERS)")
+	}
+	return nil
 }
