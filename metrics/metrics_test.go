@@ -97,6 +97,18 @@ func fetch(url string) (map[string]*dto.MetricFamily, error) {
 	return mfs, nil
 }
 
+// serveTest serves Handler(src) on a test server closed when t ends.
+func serveTest(t *testing.T, src Sources) *httptest.Server {
+	t.Helper()
+	h, err := Handler(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -109,12 +121,7 @@ func parse(t *testing.T, text string) map[string]*dto.MetricFamily {
 
 func TestMetrics(t *testing.T) {
 	src, netlinkUp, _ := fake()
-	h, err := Handler(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := serveTest(t, src)
 	mfs := scrape(t, srv.URL)
 
 	// What users see: names, types, help texts and the values of fake.
@@ -244,12 +251,7 @@ func TestMetricsReadAtScrape(t *testing.T) {
 	var n atomic.Uint64
 	src.Sink = func() sink.Stats { return sink.Stats{Filtered: n.Load()} }
 	src.LastEvent = func() time.Time { return time.Time{} }
-	h, err := Handler(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := serveTest(t, src)
 	for _, v := range []uint64{0, 7, 4000000000} {
 		n.Store(v)
 		mfs := scrape(t, srv.URL)
@@ -274,12 +276,7 @@ func TestHealthz(t *testing.T) {
 		{false, false, http.StatusServiceUnavailable, "netlink: down\nnats: disconnected\n"},
 	}
 	src, netlinkUp, natsUp := fake()
-	h, err := Handler(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := serveTest(t, src)
 	for _, tt := range tests {
 		netlinkUp.Store(tt.netlink)
 		natsUp.Store(tt.nats)
@@ -293,12 +290,7 @@ func TestHealthz(t *testing.T) {
 // of GET.
 func TestMetricsMethodsAndPaths(t *testing.T) {
 	src, _, _ := fake()
-	h, err := Handler(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := serveTest(t, src)
 	for _, tt := range []struct {
 		method, path string
 		code         int
@@ -391,12 +383,7 @@ func TestEscape(t *testing.T) {
 // Concurrent scrapes are safe (go test -race) and agree.
 func TestMetricsConcurrent(t *testing.T) {
 	src, _, _ := fake()
-	h, err := Handler(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := serveTest(t, src)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
