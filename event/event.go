@@ -178,9 +178,10 @@ type Reason string
 const (
 	ReasonStartup Reason = "startup"
 	ReasonRequest Reason = "request"
-	// ReasonResync follows a dump that nlbridge made by itself because the
-	// kernel reported that it dropped messages (a netlink overflow); only
-	// the differences from what was published are published.
+	// ReasonResync follows a dump that nlbridge made by itself because a
+	// notification was lost: the kernel reported that it dropped messages
+	// (a netlink overflow), or one could not be decoded. Only the
+	// differences from what was published are published.
 	ReasonResync Reason = "resync"
 	// ReasonReconnect follows the reconciliation after nlbridge
 	// (re)connected to NATS: what changed while it could not publish.

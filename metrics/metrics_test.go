@@ -31,7 +31,7 @@ func fake() (Sources, *atomic.Bool, *atomic.Bool) {
 	natsUp.Store(true)
 	return Sources{
 		Source: func() source.Stats {
-			return source.Stats{Messages: 101, Events: 102, Skipped: 103, DecodeErrors: 104, Overflows: 105,
+			return source.Stats{Messages: 101, Events: 102, Skipped: 103, DecodeErrors: 104, Foreign: 111, Overflows: 105,
 				Resyncs: 106, Dumps: 107, DumpRetries: 108, Merged: 109, Delayed: 110}
 		},
 		Sink: func() sink.Stats {
@@ -133,8 +133,9 @@ func TestMetrics(t *testing.T) {
 		{"nlbridge_kernel_messages_total", 101, "Netlink messages read from the kernel."},
 		{"nlbridge_events_total", 102, "Events the source handed to the sink, SYNC markers included."},
 		{"nlbridge_decode_errors_total", 104, "Netlink messages that could not be decoded and were skipped."},
+		{"nlbridge_netlink_foreign_total", 111, "Netlink datagrams that a process rather than the kernel sent to nlbridge's socket, dropped."},
 		{"nlbridge_netlink_overflows_total", 105, "Times the kernel reported lost netlink messages (ENOBUFS)."},
-		{"nlbridge_resyncs_total", 106, "Dumps made to recover from netlink overflows."},
+		{"nlbridge_resyncs_total", 106, "Dumps made to recover from lost netlink notifications (overflows, undecodable messages)."},
 		{"nlbridge_dumps_total", 107, "Completed dumps of links and addresses."},
 		{"nlbridge_dump_retries_total", 108, "Dumps restarted because the kernel interrupted them (NLM_F_DUMP_INTR)."},
 		{"nlbridge_dump_requests_merged_total", 109, "Dump requests answered by a dump that another request started."},

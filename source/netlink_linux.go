@@ -51,8 +51,10 @@ type Netlink struct {
 	log  *slog.Logger
 	c    counters
 
-	buf []byte   // receive buffer, reused; owned by Run
-	dec *decoder // owned by Run
+	buf     []byte                  // receive buffer, reused; owned by Run
+	from    unix.RawSockaddrNetlink // sender of the last datagram; owned by Run
+	fromLen uint32
+	dec     *decoder // owned by Run
 
 	minInterval time.Duration // least time from a dump's end to a requested one's start
 
@@ -200,6 +202,10 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 			}
 			return fmt.Errorf("source: receive: %w", err)
 		}
+		if n.from.Pid != 0 {
+			n.foreign()
+			continue
+		}
 		now := time.Now()
 		n.c.lastEvent.Store(now.UnixNano())
 		n.datagram(n.buf[:size], now, h, &ev)
@@ -208,19 +214,22 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 
 var errTruncated = errors.New("datagram truncated")
 
-// recv reads one datagram into n.buf without allocating. MSG_TRUNC makes
-// the kernel report a datagram's real size, so truncation is detected.
+// recv reads one datagram into n.buf, and its sender into n.from, without
+// allocating. MSG_TRUNC makes the kernel report a datagram's real size, so
+// truncation is detected.
 func (n *Netlink) recv() (int, error) {
 	var size int
 	var errno syscall.Errno
 	err := n.raw.Read(func(fd uintptr) bool {
+		n.fromLen = unix.SizeofSockaddrNetlink
 		// MSG_DONTWAIT: the call never blocks, so it is made raw,
 		// without telling the scheduler, which would wake its monitor
 		// thread (sysmon) once per event; an empty socket is waited for
 		// through the runtime's poller.
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd,
 			uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
-			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC,
+			uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
 		size, errno = int(r), e
 		return errno != unix.EAGAIN && errno != unix.EINTR
 	})
@@ -241,6 +250,15 @@ func (n *Netlink) datagram(b []byte, now time.Time, h Handler, ev *event.Event) 
 		l := int(binary.NativeEndian.Uint32(b[0:4]))
 		if l < unix.NLMSG_HDRLEN || l > len(b) {
 			n.decodeError(fmt.Errorf("malformed datagram: message length %d with %d bytes left", l, len(b)))
+			n.mu.Lock()
+			dumping := n.active != nil
+			n.mu.Unlock()
+			if !dumping {
+				// What the rest held is unknown: a notification may be
+				// lost. (During a dump it is most likely the dump's, and
+				// a resync would read the same again.)
+				n.resync("a malformed netlink datagram was skipped")
+			}
 			return
 		}
 		m := netlink.Message{
@@ -297,6 +315,12 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 		return
 	case err != nil:
 		n.decodeError(fmt.Errorf("%s: %w", m.Header.Type, err))
+		if !isDump {
+			// The change it announced is unknown, so consumers may no
+			// longer match the kernel. A dump of the same object would
+			// most likely fail again, so dump replies are not retried.
+			n.resync("a notification could not be decoded")
+		}
 		return
 	}
 	if isDump {
@@ -515,6 +539,19 @@ func (n *Netlink) Dump(ctx context.Context, reason event.Reason, iface string) (
 func (n *Netlink) overflow(why string) {
 	n.c.overflows.Add(1)
 	n.log.Warn("netlink overflow: events were lost; dumping again to publish what changed", "cause", why)
+	n.queueResync()
+}
+
+// resync answers a notification that was lost in another way than an
+// overflow with a dump, as overflow does.
+func (n *Netlink) resync(why string) {
+	n.log.Warn("a netlink notification was lost; dumping again to publish what changed", "cause", why)
+	n.queueResync()
+}
+
+// queueResync queues a full dump with reason resync, unless one is queued
+// and not started yet.
+func (n *Netlink) queueResync() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range n.queued {
@@ -524,6 +561,20 @@ func (n *Netlink) overflow(why string) {
 	}
 	n.queued = append(n.queued, &dumpReq{reason: event.ReasonResync, done: make(chan dumpResult, 1)})
 	n.startQueuedLocked()
+}
+
+// foreign counts a datagram that a process rather than the kernel sent to
+// the socket, which is dropped: with CAP_NET_ADMIN over the namespace (in
+// a user namespace of its own, for instance) a process can send to any
+// netlink socket in it, and must not be able to forge events. The first
+// is logged as a warning, later ones at debug level.
+func (n *Netlink) foreign() {
+	level := slog.LevelDebug
+	if n.c.foreign.Add(1) == 1 {
+		level = slog.LevelWarn
+	}
+	n.log.Log(context.Background(), level, "dropped a netlink datagram that the kernel did not send (further ones are logged at debug level)",
+		"sender_port", n.from.Pid)
 }
 
 // decodeError counts a message that could not be decoded. The first is

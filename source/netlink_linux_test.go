@@ -8,14 +8,17 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/internal/nstest"
+	"golang.org/x/sys/unix"
 )
 
 // recorder is a Handler that keeps copies of what it is handed.
@@ -161,7 +164,9 @@ func FuzzDatagram(f *testing.F) {
 	f.Add(msg[:20])
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n := &Netlink{dec: newDecoder(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		// No socket: closed, so that the resync a malformed datagram
+		// asks for is queued but not sent.
+		n := &Netlink{dec: newDecoder(), log: slog.New(slog.NewTextHandler(io.Discard, nil)), closed: true}
 		var ev event.Event
 		n.datagram(data, time.Now(), HandlerFunc(func(ev *event.Event) {
 			if ev.Type.IsLink() && ev.Link.Name == "" || ev.Type.IsAddr() && !ev.Addr.Address.IsValid() || ev.Type == 0 {
@@ -254,5 +259,103 @@ func TestIntegrationDumpSharing(t *testing.T) {
 	t.Logf("stats %+v, %d SYNCs", s, syncs.Load())
 	if s.Dumps > 3 || s.Merged < 47 || s.Delayed == 0 || int(syncs.Load()) != int(s.Dumps) {
 		t.Errorf("stats %+v after 51 requests: want at most 3 dumps, at least 47 merged, some delayed", s)
+	}
+}
+
+// notification returns a datagram holding one message of type typ with
+// body b, as the kernel would send it.
+func notification(typ uint16, b []byte) []byte {
+	msg := make([]byte, unix.NLMSG_HDRLEN+len(b))
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], typ)
+	copy(msg[unix.NLMSG_HDRLEN:], b)
+	return msg
+}
+
+// TestIntegrationForeignDatagram: a process with CAP_NET_ADMIN over the
+// namespace sends a well-formed NEWLINK straight to the source's socket.
+// It is dropped and counted, never handed on; kernel events around it are.
+func TestIntegrationForeignDatagram(t *testing.T) {
+	ns := nstest.New(t)
+	rec := newRecorder()
+	src := startSource(t, ns, rec)
+
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := notification(rtmNewLink, linkBytes(t, vethMessage())) // eth0.100
+	var sendErr error
+	if err := raw.Write(func(fd uintptr) bool {
+		sendErr = unix.Sendto(int(fd), forged, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: src.pid})
+		return true
+	}); err != nil || sendErr != nil {
+		t.Fatalf("send to the source's port %d: %v %v", src.pid, err, sendErr)
+	}
+
+	a, _ := ns.AddVeth(t, "real0", "real1")
+	rec.waitFor(t, "NEWLINK real0", func(ev *event.Event) bool { return ev.Type == event.NewLink && ev.Link.Index == a })
+	rec.mu.Lock()
+	for _, ev := range rec.evs {
+		if ev.Type.IsLink() && ev.Link.Name == "eth0.100" {
+			t.Errorf("the forged NEWLINK was handed on: %+v", ev.Link)
+		}
+	}
+	rec.mu.Unlock()
+	if s := src.Stats(); s.Foreign != 1 || s.DecodeErrors != 0 {
+		t.Errorf("stats = %+v, want 1 foreign datagram, no decode errors", s)
+	}
+}
+
+// TestIntegrationUndecodableNotification: a notification that cannot be
+// decoded, or a datagram whose lengths do not add up, means a change may be
+// lost: the source counts it and dumps everything again (SYNC resync), as
+// after an overflow.
+func TestIntegrationUndecodableNotification(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{
+		{"short NEWLINK", notification(rtmNewLink, make([]byte, 8))},
+		{"bad length", append(binary.NativeEndian.AppendUint32(nil, 1000), make([]byte, 28)...)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := nstest.New(t)
+			src, err := Open(Config{NetNS: ns.Path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Before Run, so that nothing else touches the reader's state.
+			rec := newRecorder()
+			var ev event.Event
+			src.datagram(tt.data, time.Now(), rec, &ev)
+			if s := src.Stats(); s.DecodeErrors != 1 || s.Events != 0 {
+				t.Fatalf("stats = %+v, want 1 decode error and no event", s)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- src.Run(ctx, rec) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				src.Close()
+			}()
+			sync := rec.waitFor(t, "SYNC resync", func(ev *event.Event) bool { return ev.Type == event.Sync })
+			if sync.Sync.Reason != event.ReasonResync || sync.Sync.Links != 1 {
+				t.Errorf("SYNC = %+v, want reason resync with lo", sync.Sync)
+			}
+		})
 	}
 }

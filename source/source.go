@@ -55,6 +55,7 @@ type Stats struct {
 	Events       uint64    // events handed to the Handler, SYNC markers included
 	Skipped      uint64    // valid messages not published, such as bridge port notifications
 	DecodeErrors uint64    // messages that could not be decoded and were skipped
+	Foreign      uint64    // datagrams dropped because a process, not the kernel, sent them
 	Overflows    uint64    // times the kernel reported lost messages (ENOBUFS)
 	Resyncs      uint64    // dumps made to recover from overflows
 	Dumps        uint64    // completed dumps
@@ -69,6 +70,7 @@ type Stats struct {
 // the one that owns the socket.
 type counters struct {
 	messages, events, skipped, decodeErrors atomic.Uint64
+	foreign                                 atomic.Uint64
 	overflows, resyncs, dumps, dumpRetries  atomic.Uint64
 	merged, delayed                         atomic.Uint64
 	lastEvent                               atomic.Int64 // Unix nanoseconds
@@ -81,6 +83,7 @@ func (c *counters) stats() Stats {
 		Events:       c.events.Load(),
 		Skipped:      c.skipped.Load(),
 		DecodeErrors: c.decodeErrors.Load(),
+		Foreign:      c.foreign.Load(),
 		Overflows:    c.overflows.Load(),
 		Resyncs:      c.resyncs.Load(),
 		Dumps:        c.dumps.Load(),
