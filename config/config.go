@@ -397,6 +397,16 @@ func (c Config) check() *invalidError {
 	if e := c.NATS.TLS.check(); e != nil {
 		return e
 	}
+	if len(c.NATS.Servers) == 0 {
+		// The embedded server asks for neither: settings meant for a
+		// server that nats.servers forgot to name would be ignored.
+		if m := c.NATS.Auth.Method(); m != "none" {
+			return invalid("nats.auth", fmt.Errorf("%s is set but nats.servers is empty, and the embedded server takes no credentials: name the server in nats.servers, or remove nats.auth", m))
+		}
+		if c.NATS.TLS.Enabled() {
+			return invalid("nats.tls", errors.New("is set but nats.servers is empty, and the embedded server does not use TLS: name the server in nats.servers, or remove nats.tls"))
+		}
+	}
 	if err := checkListen(c.NATS.Embedded.Listen); err != nil {
 		return invalid("nats.embedded.listen", err)
 	}

@@ -99,29 +99,39 @@ var goodInputs = []struct {
 	{name: "dump True", in: "dump:\n  on_start: True\n"},
 	{
 		name: "auth user and password",
-		in:   "nats:\n  auth:\n    user: alice\n    password: \"1234\"\n",
-		want: func(c *Config) { c.NATS.Auth = Auth{User: "alice", Password: "1234"} },
+		in:   "nats:\n  servers: [nats://n:4222]\n  auth:\n    user: alice\n    password: \"1234\"\n",
+		want: func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.Auth = Auth{User: "alice", Password: "1234"}
+		},
 	},
-	{name: "auth token", in: "nats:\n  auth: {token: s3cret}\n", want: func(c *Config) { c.NATS.Auth.Token = "s3cret" }},
+	{name: "auth token", in: "nats:\n  servers: [nats://n:4222]\n  auth: {token: s3cret}\n", want: func(c *Config) { c.NATS.Servers = []string{"nats://n:4222"}; c.NATS.Auth.Token = "s3cret" }},
 	{
 		name: "auth credentials relative",
-		in:   "nats:\n  auth:\n    credentials_file: nlbridge.creds\n",
-		want: func(c *Config) { c.NATS.Auth.CredentialsFile = "nlbridge.creds" },
+		in:   "nats:\n  servers: [nats://n:4222]\n  auth:\n    credentials_file: nlbridge.creds\n",
+		want: func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.Auth.CredentialsFile = "nlbridge.creds"
+		},
 	},
 	{
 		name: "auth nkey absolute",
-		in:   "nats:\n  auth:\n    nkey_seed_file: /etc/nlbridge/user.nk\n",
-		want: func(c *Config) { c.NATS.Auth.NKeySeedFile = "/etc/nlbridge/user.nk" },
+		in:   "nats:\n  servers: [nats://n:4222]\n  auth:\n    nkey_seed_file: /etc/nlbridge/user.nk\n",
+		want: func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.Auth.NKeySeedFile = "/etc/nlbridge/user.nk"
+		},
 	},
 	{name: "auth empty strings", in: "nats:\n  auth: {user: \"\", password: \"\", token: \"\"}\n"},
 	{
 		name: "tls",
-		in:   "nats:\n  tls:\n    ca_file: /etc/ssl/ca.pem\n    cert_file: client.pem\n    key_file: ./client-key.pem\n    insecure_skip_verify: true\n    handshake_first: true\n",
+		in:   "nats:\n  servers: [nats://n:4222]\n  tls:\n    ca_file: /etc/ssl/ca.pem\n    cert_file: client.pem\n    key_file: ./client-key.pem\n    insecure_skip_verify: true\n    handshake_first: true\n",
 		want: func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
 			c.NATS.TLS = TLS{CAFile: "/etc/ssl/ca.pem", CertFile: "client.pem", KeyFile: "./client-key.pem", InsecureSkipVerify: true, HandshakeFirst: true}
 		},
 	},
-	{name: "tls ca only", in: "nats:\n  tls: {ca_file: ca.pem}\n", want: func(c *Config) { c.NATS.TLS.CAFile = "ca.pem" }},
+	{name: "tls ca only", in: "nats:\n  servers: [nats://n:4222]\n  tls: {ca_file: ca.pem}\n", want: func(c *Config) { c.NATS.Servers = []string{"nats://n:4222"}; c.NATS.TLS.CAFile = "ca.pem" }},
 	{
 		name: "filter",
 		in:   "filter:\n  interfaces:\n    include: [eth*, \"bond[0-9]\", \"*\", \"en?s[^0]\", \"a\\\\*\"]\n    exclude:\n      - \"veth*\"\n  families: [inet6]\n  events: [DELADDR, NEWADDR]\n",
@@ -467,10 +477,14 @@ func TestValidate(t *testing.T) {
 		{name: "control", change: func(c *Config) { c.Subjects.Control = "" }, want: "subjects.control: must not be empty"},
 		{name: "overlap", change: func(c *Config) { c.Subjects.Control = c.Subjects.Prefix }, want: `subjects: prefix "netlink" and control "netlink" overlap: subscribers to one would see the other`},
 		{name: "first of several", change: func(c *Config) { c.Encoding, c.NATS.Name = "", "" }, want: "nats.name: must not be empty"},
-		{name: "auth nkey", change: func(c *Config) { c.NATS.Auth.NKeySeedFile = "user.nk" }},
+		{name: "auth nkey", change: func(c *Config) { c.NATS.Servers, c.NATS.Auth.NKeySeedFile = []string{"nats://n:4222"}, "user.nk" }},
+		{name: "auth embedded", change: func(c *Config) { c.NATS.Auth.Token = "s3cret" }, want: "nats.auth: token is set but nats.servers is empty, and the embedded server takes no credentials: name the server in nats.servers, or remove nats.auth"},
 		{name: "auth two", change: func(c *Config) { c.NATS.Auth = Auth{Token: "s3cret", NKeySeedFile: "user.nk"} }, want: "nats.auth: more than one method is set (token, nkey); use one"},
 		{name: "auth password", change: func(c *Config) { c.NATS.Auth.Password = "s3cret" }, want: "nats.auth.password: set without nats.auth.user (they go together)"},
-		{name: "tls", change: func(c *Config) { c.NATS.TLS = TLS{CertFile: "c.pem", KeyFile: "k.pem", HandshakeFirst: true} }},
+		{name: "tls", change: func(c *Config) {
+			c.NATS.Servers, c.NATS.TLS = []string{"tls://n:4222"}, TLS{CertFile: "c.pem", KeyFile: "k.pem", HandshakeFirst: true}
+		}},
+		{name: "tls embedded", change: func(c *Config) { c.NATS.TLS.CAFile = "ca.pem" }, want: "nats.tls: is set but nats.servers is empty, and the embedded server does not use TLS: name the server in nats.servers, or remove nats.tls"},
 		{name: "tls key", change: func(c *Config) { c.NATS.TLS.KeyFile = "k.pem" }, want: "nats.tls.key_file: set without nats.tls.cert_file (they go together)"},
 		{name: "include", change: func(c *Config) { c.Filter.Include = []string{"eth*", "[]"} }, want: `filter.interfaces.include[1]: "[]" is not a glob: syntax error in pattern`},
 		{name: "families nil", change: func(c *Config) { c.Filter.Families = nil }, want: "filter.families: must not be empty, want one or more of inet, inet6"},

@@ -102,16 +102,39 @@ func TestReadEnvironment(t *testing.T) {
 		{[]string{"NLBRIDGE_NATS_SERVERS="}, func(c *Config) {}},
 		{[]string{"NLBRIDGE_NATS_SERVERS= "}, func(c *Config) {}},
 		{[]string{"NLBRIDGE_NATS_NAME=edge"}, func(c *Config) { c.NATS.Name = "edge" }},
-		{[]string{"NLBRIDGE_NATS_AUTH_USER=alice", "NLBRIDGE_NATS_AUTH_PASSWORD= s3cret, with=signs "}, func(c *Config) {
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_USER=alice", "NLBRIDGE_NATS_AUTH_PASSWORD= s3cret, with=signs "}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+
 			c.NATS.Auth = Auth{User: "alice", Password: " s3cret, with=signs "}
 		}},
-		{[]string{"NLBRIDGE_NATS_AUTH_TOKEN=s3cret"}, func(c *Config) { c.NATS.Auth.Token = "s3cret" }},
-		{[]string{"NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE=/etc/nlbridge/user.creds"}, func(c *Config) { c.NATS.Auth.CredentialsFile = "/etc/nlbridge/user.creds" }},
-		{[]string{"NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE=user.nk"}, func(c *Config) { c.NATS.Auth.NKeySeedFile = "user.nk" }},
-		{[]string{"NLBRIDGE_NATS_TLS_CA_FILE=ca.pem"}, func(c *Config) { c.NATS.TLS.CAFile = "ca.pem" }},
-		{[]string{"NLBRIDGE_NATS_TLS_CERT_FILE=c.pem", "NLBRIDGE_NATS_TLS_KEY_FILE=k.pem"}, func(c *Config) { c.NATS.TLS.CertFile, c.NATS.TLS.KeyFile = "c.pem", "k.pem" }},
-		{[]string{"NLBRIDGE_NATS_TLS_INSECURE_SKIP_VERIFY=true"}, func(c *Config) { c.NATS.TLS.InsecureSkipVerify = true }},
-		{[]string{"NLBRIDGE_NATS_TLS_HANDSHAKE_FIRST=True"}, func(c *Config) { c.NATS.TLS.HandshakeFirst = true }},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_TOKEN=s3cret"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.Auth.Token = "s3cret"
+		}},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE=/etc/nlbridge/user.creds"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.Auth.CredentialsFile = "/etc/nlbridge/user.creds"
+		}},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE=user.nk"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.Auth.NKeySeedFile = "user.nk"
+		}},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_CA_FILE=ca.pem"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.TLS.CAFile = "ca.pem"
+		}},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_CERT_FILE=c.pem", "NLBRIDGE_NATS_TLS_KEY_FILE=k.pem"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.TLS.CertFile, c.NATS.TLS.KeyFile = "c.pem", "k.pem"
+		}},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_INSECURE_SKIP_VERIFY=true"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.TLS.InsecureSkipVerify = true
+		}},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_HANDSHAKE_FIRST=True"}, func(c *Config) {
+			c.NATS.Servers = []string{"nats://n:4222"}
+			c.NATS.TLS.HandshakeFirst = true
+		}},
 		{[]string{"NLBRIDGE_NATS_EMBEDDED_LISTEN=:0"}, func(c *Config) { c.NATS.Embedded.Listen = ":0" }},
 		{[]string{"NLBRIDGE_ENCODING=cbor"}, func(c *Config) { c.Encoding = EncodingCBOR }},
 		{[]string{"NLBRIDGE_SUBJECTS_PREFIX=events.netlink", "NLBRIDGE_SUBJECTS_CONTROL=ctl"}, func(c *Config) { c.Subjects = Subjects{Prefix: "events.netlink", Control: "ctl"} }},
@@ -179,19 +202,19 @@ func TestReadEnvironmentErrors(t *testing.T) {
 		{[]string{"NLBRIDGE_LOG_LEVEL=trace"}, `environment NLBRIDGE_LOG_LEVEL: log.level: "trace" is not one of debug, info, warn, error`},
 		{[]string{"NLBRIDGE_LOG_FORMAT=JSON"}, `environment NLBRIDGE_LOG_FORMAT: log.format: "JSON" is not one of text, json`},
 		{[]string{"NLBRIDGE_METRICS_LISTEN=9100"}, `environment NLBRIDGE_METRICS_LISTEN: metrics.listen: "9100" is not host:port: missing port in address`},
-		{[]string{"NLBRIDGE_NATS_AUTH_PASSWORD=s3cret"}, "environment NLBRIDGE_NATS_AUTH_PASSWORD: nats.auth.password: set without nats.auth.user (they go together)"},
-		{[]string{"NLBRIDGE_NATS_AUTH_TOKEN=s3cret", "NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE=a.nk"}, "environment NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE, NLBRIDGE_NATS_AUTH_TOKEN: nats.auth: more than one method is set (token, nkey); use one"},
-		{[]string{"NLBRIDGE_NATS_AUTH_TOKEN=s3cret\xff"}, "environment NLBRIDGE_NATS_AUTH_TOKEN: nats.auth.token: value is not valid UTF-8"},
-		{[]string{"NLBRIDGE_NATS_TLS_KEY_FILE=k.pem"}, "environment NLBRIDGE_NATS_TLS_KEY_FILE: nats.tls.key_file: set without nats.tls.cert_file (they go together)"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_PASSWORD=s3cret"}, "environment NLBRIDGE_NATS_AUTH_PASSWORD: nats.auth.password: set without nats.auth.user (they go together)"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_TOKEN=s3cret", "NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE=a.nk"}, "environment NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE, NLBRIDGE_NATS_AUTH_TOKEN: nats.auth: more than one method is set (token, nkey); use one"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_TOKEN=s3cret\xff"}, "environment NLBRIDGE_NATS_AUTH_TOKEN: nats.auth.token: value is not valid UTF-8"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_KEY_FILE=k.pem"}, "environment NLBRIDGE_NATS_TLS_KEY_FILE: nats.tls.key_file: set without nats.tls.cert_file (they go together)"},
 		{[]string{"NLBRIDGE_SUBJECTS_CONTROL=netlink.ctl"}, `environment NLBRIDGE_SUBJECTS_CONTROL: subjects: prefix "netlink" and control "netlink.ctl" overlap: subscribers to one would see the other`},
 		{[]string{"NLBRIDGE_NATS_NAME="}, "environment NLBRIDGE_NATS_NAME: nats.name: must not be empty"},
 
 		// Unknown variables, such as misspelt ones, list the variables of
 		// the section they are in.
 		{[]string{"NLBRIDGE_HSOT=web-01"}, "environment NLBRIDGE_HSOT: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
-		{[]string{"NLBRIDGE_NATS_AUTH_PASWORD=s3cret"}, "environment NLBRIDGE_NATS_AUTH_PASWORD: unknown variable (known: NLBRIDGE_NATS_AUTH_USER, NLBRIDGE_NATS_AUTH_PASSWORD, NLBRIDGE_NATS_AUTH_TOKEN, NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE, NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE)"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_PASWORD=s3cret"}, "environment NLBRIDGE_NATS_AUTH_PASWORD: unknown variable (known: NLBRIDGE_NATS_AUTH_USER, NLBRIDGE_NATS_AUTH_PASSWORD, NLBRIDGE_NATS_AUTH_TOKEN, NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE, NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE)"},
 		{[]string{"NLBRIDGE_NATS_SERVER=nats://a"}, "environment NLBRIDGE_NATS_SERVER: unknown variable (known: NLBRIDGE_NATS_SERVERS, NLBRIDGE_NATS_NAME, NLBRIDGE_NATS_AUTH_*, NLBRIDGE_NATS_TLS_*, NLBRIDGE_NATS_EMBEDDED_*)"},
-		{[]string{"NLBRIDGE_NATS_AUTH=x"}, "environment NLBRIDGE_NATS_AUTH: unknown variable (known: NLBRIDGE_NATS_SERVERS, NLBRIDGE_NATS_NAME, NLBRIDGE_NATS_AUTH_*, NLBRIDGE_NATS_TLS_*, NLBRIDGE_NATS_EMBEDDED_*)"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH=x"}, "environment NLBRIDGE_NATS_AUTH: unknown variable (known: NLBRIDGE_NATS_SERVERS, NLBRIDGE_NATS_NAME, NLBRIDGE_NATS_AUTH_*, NLBRIDGE_NATS_TLS_*, NLBRIDGE_NATS_EMBEDDED_*)"},
 		{[]string{"NLBRIDGE_DUMP_ON_START=true", "NLBRIDGE_nats_name=x"}, "environment NLBRIDGE_nats_name: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
 		{[]string{"NLBRIDGE_=1"}, "environment NLBRIDGE_: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
 		// An unknown variable is reported even when a known one is bad.
@@ -282,9 +305,9 @@ dump:
 		want string
 	}{
 		{[]string{"NLBRIDGE_DUMP_ON_START=false"}, ""},
-		{[]string{"NLBRIDGE_NATS_AUTH_USER="}, path + ":6: nats.auth.password: set without nats.auth.user (they go together)"},
-		{[]string{"NLBRIDGE_NATS_AUTH_PASSWORD="}, path + ":5: nats.auth.user: set without nats.auth.password (they go together)"},
-		{[]string{"NLBRIDGE_NATS_AUTH_TOKEN=s3cret"}, "environment NLBRIDGE_NATS_AUTH_TOKEN: nats.auth: more than one method is set (user/password, token); use one"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_USER="}, path + ":6: nats.auth.password: set without nats.auth.user (they go together)"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_PASSWORD="}, path + ":5: nats.auth.user: set without nats.auth.password (they go together)"},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_TOKEN=s3cret"}, "environment NLBRIDGE_NATS_AUTH_TOKEN: nats.auth: more than one method is set (user/password, token); use one"},
 		{[]string{"NLBRIDGE_SUBJECTS_CONTROL=events"}, `environment NLBRIDGE_SUBJECTS_CONTROL: subjects: prefix "events" and control "events" overlap: subscribers to one would see the other`},
 		{[]string{"NLBRIDGE_NATS_SERVERS=nats://c,ftp://d"}, `environment NLBRIDGE_NATS_SERVERS: nats.servers[1]: "ftp://d" has scheme ftp, want nats, tls, ws or wss`},
 		{[]string{"NLBRIDGE_DUMP_MIN_INTERVAL=2h"}, "environment NLBRIDGE_DUMP_MIN_INTERVAL: dump.min_interval: 2h0m0s is out of range 0s..1h"},
