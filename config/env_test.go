@@ -86,6 +86,10 @@ var envSample = map[string]string{
 var testEnv = []string{"PATH=/usr/bin:/bin", "HOME=/root", "nlbridge_host=ignored", "NLBRIDGE", "=weird"}
 
 func TestReadEnvironment(t *testing.T) {
+	const srv = "NLBRIDGE_NATS_SERVERS=nats://n:4222"
+	withServer := func(f func(*Config)) func(*Config) {
+		return func(c *Config) { c.NATS.Servers = []string{"nats://n:4222"}; f(c) }
+	}
 	tests := []struct {
 		env  []string
 		want func(*Config)
@@ -102,39 +106,17 @@ func TestReadEnvironment(t *testing.T) {
 		{[]string{"NLBRIDGE_NATS_SERVERS="}, func(c *Config) {}},
 		{[]string{"NLBRIDGE_NATS_SERVERS= "}, func(c *Config) {}},
 		{[]string{"NLBRIDGE_NATS_NAME=edge"}, func(c *Config) { c.NATS.Name = "edge" }},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_USER=alice", "NLBRIDGE_NATS_AUTH_PASSWORD= s3cret, with=signs "}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-
+		// nats.auth and nats.tls need nats.servers.
+		{[]string{srv, "NLBRIDGE_NATS_AUTH_USER=alice", "NLBRIDGE_NATS_AUTH_PASSWORD= s3cret, with=signs "}, withServer(func(c *Config) {
 			c.NATS.Auth = Auth{User: "alice", Password: " s3cret, with=signs "}
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_TOKEN=s3cret"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.Auth.Token = "s3cret"
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE=/etc/nlbridge/user.creds"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.Auth.CredentialsFile = "/etc/nlbridge/user.creds"
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE=user.nk"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.Auth.NKeySeedFile = "user.nk"
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_CA_FILE=ca.pem"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.TLS.CAFile = "ca.pem"
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_CERT_FILE=c.pem", "NLBRIDGE_NATS_TLS_KEY_FILE=k.pem"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.TLS.CertFile, c.NATS.TLS.KeyFile = "c.pem", "k.pem"
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_INSECURE_SKIP_VERIFY=true"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.TLS.InsecureSkipVerify = true
-		}},
-		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_TLS_HANDSHAKE_FIRST=True"}, func(c *Config) {
-			c.NATS.Servers = []string{"nats://n:4222"}
-			c.NATS.TLS.HandshakeFirst = true
-		}},
+		})},
+		{[]string{srv, "NLBRIDGE_NATS_AUTH_TOKEN=s3cret"}, withServer(func(c *Config) { c.NATS.Auth.Token = "s3cret" })},
+		{[]string{srv, "NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE=/etc/nlbridge/user.creds"}, withServer(func(c *Config) { c.NATS.Auth.CredentialsFile = "/etc/nlbridge/user.creds" })},
+		{[]string{srv, "NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE=user.nk"}, withServer(func(c *Config) { c.NATS.Auth.NKeySeedFile = "user.nk" })},
+		{[]string{srv, "NLBRIDGE_NATS_TLS_CA_FILE=ca.pem"}, withServer(func(c *Config) { c.NATS.TLS.CAFile = "ca.pem" })},
+		{[]string{srv, "NLBRIDGE_NATS_TLS_CERT_FILE=c.pem", "NLBRIDGE_NATS_TLS_KEY_FILE=k.pem"}, withServer(func(c *Config) { c.NATS.TLS.CertFile, c.NATS.TLS.KeyFile = "c.pem", "k.pem" })},
+		{[]string{srv, "NLBRIDGE_NATS_TLS_INSECURE_SKIP_VERIFY=true"}, withServer(func(c *Config) { c.NATS.TLS.InsecureSkipVerify = true })},
+		{[]string{srv, "NLBRIDGE_NATS_TLS_HANDSHAKE_FIRST=True"}, withServer(func(c *Config) { c.NATS.TLS.HandshakeFirst = true })},
 		{[]string{"NLBRIDGE_NATS_EMBEDDED_LISTEN=:0"}, func(c *Config) { c.NATS.Embedded.Listen = ":0" }},
 		{[]string{"NLBRIDGE_ENCODING=cbor"}, func(c *Config) { c.Encoding = EncodingCBOR }},
 		{[]string{"NLBRIDGE_SUBJECTS_PREFIX=events.netlink", "NLBRIDGE_SUBJECTS_CONTROL=ctl"}, func(c *Config) { c.Subjects = Subjects{Prefix: "events.netlink", Control: "ctl"} }},
