@@ -13,7 +13,7 @@ import (
 )
 
 // dialer is the nats.go CustomDialer nlbridge connects through: a plain
-// TCP dial whose connection writes with a non-blocking write(2) made
+// TCP dial whose connection writes with a non-blocking send(2) made
 // directly, as the netlink reads are.
 //
 // Why: nats.go writes every flush through net.Conn.Write, a syscall the Go
@@ -49,7 +49,7 @@ func (d *dialer) Dial(network, address string) (net.Conn, error) {
 	return &writeConn{TCPConn: tc, raw: raw}, nil
 }
 
-// writeConn is a TCP connection whose Write makes the write(2) itself and
+// writeConn is a TCP connection whose Write makes the send(2) itself and
 // keeps the write deadline to itself until a write has to wait.
 type writeConn struct {
 	*net.TCPConn
@@ -96,7 +96,10 @@ func (c *writeConn) Write(p []byte) (int, error) {
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			// send(2) with MSG_NOSIGNAL: a reset connection fails the
+			// call with EPIPE and raises no SIGPIPE.
+			r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n),
+				unix.MSG_NOSIGNAL, 0, 0)
 			switch e {
 			case 0:
 				n += int(r)
@@ -114,7 +117,7 @@ func (c *writeConn) Write(p []byte) (int, error) {
 				c.mu.Unlock()
 				return false
 			default:
-				werr = os.NewSyscallError("write", e)
+				werr = os.NewSyscallError("send", e)
 				return true
 			}
 		}
