@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jsimonetti/rtnetlink/v2"
-	"github.com/jsimonetti/rtnetlink/v2/driver"
 	"github.com/mdlayher/netlink"
 	"github.com/nlbridge/nlbridge/internal/nstest"
 )
@@ -82,15 +81,7 @@ func (ns *netNS) ipBatch(ctx context.Context, timeout time.Duration, batch []byt
 
 // addVeth creates a veth pair and returns the index of name.
 func (ns *netNS) addVeth(name, peer string) (uint32, error) {
-	err := ns.conn.Link.New(&rtnetlink.LinkMessage{
-		Attributes: &rtnetlink.LinkAttributes{
-			Name: name,
-			Info: &rtnetlink.LinkInfo{Kind: "veth", Data: &driver.Veth{
-				PeerInfo: &rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: peer}},
-			}},
-		},
-	})
-	if err != nil {
+	if err := ns.conn.Link.New(nstest.VethRequest(name, peer)); err != nil {
 		return 0, fmt.Errorf("add veth %s/%s: %w", name, peer, err)
 	}
 	links, err := ns.conn.Link.List()

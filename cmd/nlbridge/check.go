@@ -31,10 +31,7 @@ files named in the configuration (credentials, certificates) are not read.
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	cfg, err := loadConfig(*path)
-	if err == nil {
-		err = servable(cfg)
-	}
+	cfg, err := loadBridgeConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2

@@ -106,10 +106,7 @@ func runCmd(args []string, stderr io.Writer) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	cfg, err := loadConfig(*path)
-	if err == nil {
-		err = servable(cfg)
-	}
+	cfg, err := loadBridgeConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2
@@ -261,11 +258,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return err
 }
 
-// servable checks that cfg names a NATS server when this build has no
-// embedded one to start.
-func servable(cfg config.Config) error {
-	if len(cfg.NATS.Servers) == 0 && !sink.HasEmbedded {
-		return errors.New("nats.servers is empty, and this nlbridge was built without the embedded NATS server (-tags noembedded): set nats.servers (or NLBRIDGE_NATS_SERVERS)")
+// loadBridgeConfig is loadConfig for commands that publish (run, and check,
+// which checks for it): it also needs a NATS server named when this build
+// has no embedded one to start.
+func loadBridgeConfig(path string) (config.Config, error) {
+	cfg, err := loadConfig(path)
+	if err == nil && len(cfg.NATS.Servers) == 0 && !sink.HasEmbedded {
+		err = errors.New("nats.servers is empty, and this nlbridge was built without the embedded NATS server (-tags noembedded): set nats.servers (or NLBRIDGE_NATS_SERVERS)")
 	}
-	return nil
+	return cfg, err
 }

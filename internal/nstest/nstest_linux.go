@@ -126,18 +126,23 @@ func (ns *NS) Index(t testing.TB, name string) uint32 {
 	return 0
 }
 
-// AddVeth creates a veth pair and returns the indexes of both ends.
-func (ns *NS) AddVeth(t testing.TB, name, peer string) (uint32, uint32) {
-	t.Helper()
-	err := ns.conn.Link.New(&rtnetlink.LinkMessage{
+// VethRequest is the RTM_NEWLINK request that creates the veth pair name
+// and peer.
+func VethRequest(name, peer string) *rtnetlink.LinkMessage {
+	return &rtnetlink.LinkMessage{
 		Attributes: &rtnetlink.LinkAttributes{
 			Name: name,
 			Info: &rtnetlink.LinkInfo{Kind: "veth", Data: &driver.Veth{
 				PeerInfo: &rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: peer}},
 			}},
 		},
-	})
-	if err != nil {
+	}
+}
+
+// AddVeth creates a veth pair and returns the indexes of both ends.
+func (ns *NS) AddVeth(t testing.TB, name, peer string) (uint32, uint32) {
+	t.Helper()
+	if err := ns.conn.Link.New(VethRequest(name, peer)); err != nil {
 		t.Fatalf("nstest: add veth %s/%s: %v", name, peer, err)
 	}
 	return ns.Index(t, name), ns.Index(t, peer)
