@@ -156,17 +156,31 @@ func (f *Filter) Allow(ev *event.Event) bool {
 	case ev.Type.IsLink():
 		name = ev.Link.Name
 	case ev.Type.IsAddr():
-		if f.families != 0 && (ev.Addr.Family >= 32 || f.families&(1<<ev.Addr.Family) == 0) {
+		if !f.AllowFamily(ev.Addr.Family) {
 			return false
 		}
 		name = ev.Addr.Ifname
 	default:
 		return true // SYNC and Begin frame dumps
 	}
-	if f.events != 0 && f.events&(1<<ev.Type) == 0 {
-		return false
+	return f.AllowType(ev.Type) && f.AllowName(name)
+}
+
+// AllowFamily reports whether addresses of family fam pass the filter.
+func (f *Filter) AllowFamily(fam event.Family) bool {
+	if f == nil || f.families == 0 {
+		return true
 	}
-	return f.AllowName(name)
+	return fam < 32 && f.families&(1<<fam) != 0
+}
+
+// AllowType reports whether events of type t are published. SYNC and
+// Begin always are.
+func (f *Filter) AllowType(t event.Type) bool {
+	if f == nil || f.events == 0 || !(t.IsLink() || t.IsAddr()) {
+		return true
+	}
+	return f.events&(1<<t) != 0
 }
 
 // AllowName reports whether the interface name passes the Include and

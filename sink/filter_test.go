@@ -198,3 +198,35 @@ func TestFilterDeletionsQuiet(t *testing.T) {
 	}
 	quiet(t, ch)
 }
+
+// A link renamed out of the filter's scope is published as deleted (its
+// addresses go with it); renamed into it, it is published with its
+// addresses, which the sink kept while they were out of scope.
+func TestFilterRenameOutAndIn(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	ch := listen(t, srv.ClientURL())
+	s := newFilteredSink(t, srv.ClientURL(), filter.Config{Include: []string{"keep*"}})
+	s.Handle(linkEv(event.NewLink, 2, "keep1", 1500))
+	s.Handle(addrEv(event.NewAddr, 2, "keep1", "192.0.2.1/24"))
+	next(t, ch, 2)
+	s.Handle(linkEv(event.NewLink, 2, "other1", 1500))
+	if got := names(next(t, ch, 1)); !slices.Equal(got, []string{"DELLINK netlink.h.link.keep1.del"}) {
+		t.Errorf("renamed out: %v, want the DELLINK of keep1", got)
+	}
+	s.Handle(addrEv(event.NewAddr, 2, "other1", "2001:db8::1/64"))
+	quiet(t, ch)
+	s.Handle(linkEv(event.NewLink, 2, "keep2", 1500))
+	want := []string{"NEWLINK netlink.h.link.keep2.new", "NEWADDR netlink.h.addr.keep2.new", "NEWADDR netlink.h.addr.keep2.new"}
+	if got := names(next(t, ch, 3)); !slices.Equal(got, want) {
+		t.Errorf("renamed in: %v, want %v", got, want)
+	}
+	quiet(t, ch)
+	// A resync finds nothing to correct.
+	if sync := dump(s, event.ReasonResync, "", linkEv(event.NewLink, 2, "keep2", 1500),
+		addrEv(event.NewAddr, 2, "keep2", "192.0.2.1/24"), addrEv(event.NewAddr, 2, "keep2", "2001:db8::1/64")); sync.Sync.Links != 1 || sync.Sync.Addrs != 2 {
+		t.Errorf("resync SYNC %+v", sync.Sync)
+	}
+	if got := names(next(t, ch, 1)); !slices.Equal(got, []string{"SYNC netlink.h.sync"}) {
+		t.Errorf("resync published %v, want only its SYNC", got)
+	}
+}

@@ -79,13 +79,15 @@ type NATS struct {
 	seq      uint64 // the last seq published
 	dumping  bool   // between a Begin and its SYNC
 	dump     event.SyncInfo
-	firstSeq uint64   // seq of the current dump's first message, or 0
-	data     []byte   // encoded payload, reused
-	subject  []byte   // subject, reused
-	msgID    []byte   // Nats-Msg-Id, reused
-	msg      nats.Msg // reused: PublishMsg copies what it sends
-	failing  uint64   // publish errors since the last success
-	pending  bool     // something was not published: reconcile on reconnect
+	firstSeq uint64        // seq of the current dump's first message, or 0
+	data     []byte        // encoded payload, reused
+	subject  []byte        // subject, reused
+	msgID    []byte        // Nats-Msg-Id, reused
+	msg      nats.Msg      // reused: PublishMsg copies what it sends
+	failing  uint64        // publish errors since the last success
+	pending  bool          // something was not published: reconcile on reconnect
+	dumpLost bool          // a message since the dump's Begin was not published
+	out      []event.Event // what the table says to publish, reused
 
 	attempts   atomic.Uint64 // failed connection attempts in a row
 	published  atomic.Uint64
@@ -135,7 +137,7 @@ func Connect(cfg Config) (*NATS, error) {
 		log:    log,
 		closed: make(chan struct{}),
 		msg:    nats.Msg{Header: nats.Header{"Content-Type": {cfg.Encoder.ContentType()}, "Nats-Msg-Id": {""}}},
-		table:  state.New(),
+		table:  state.New(scope(cfg.Filter)),
 		filter: cfg.Filter,
 	}
 	security, err := securityOptions(cfg.Auth, cfg.TLS)
@@ -234,42 +236,49 @@ func (s *NATS) Host() string { return s.host }
 // Conn returns the NATS connection, for the dump service.
 func (s *NATS) Conn() *nats.Conn { return s.nc }
 
-// Handle publishes ev, stamped with the host, the boot id and the next
-// seq, unless it changes nothing that was published. Begin opens a dump and
-// is not published; a SYNC ends it: objects that the dump did not show are
-// published as deleted before it. Errors are counted and logged, never
-// returned: the source must go on reading the kernel, and what was not
-// published is published after the next reconnect.
+// Handle publishes what ev changes for consumers, stamped with the host,
+// the boot id and the next seq: usually ev itself; nothing when consumers
+// hold it already; a DELLINK first when the kernel reused the index of a
+// link consumers still hold; a DELLINK when a link leaves the filter's
+// scope, and the link with its addresses when it enters it (see
+// state.Table.Apply). Begin opens a dump and is not published (a second
+// Begin for the same dump restarts it: the source reads it again); a SYNC
+// ends it: objects that the dump did not show are published as deleted
+// before it. On return, a SYNC's Seq is the seq it was published with, or
+// 0 when it or any message since its Begin did not reach the NATS client.
+// Errors are counted and logged, never returned: the source must go on
+// reading the kernel, and what was not published is published after the
+// next reconnect.
 func (s *NATS) Handle(ev *event.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch ev.Type {
 	case event.Begin:
-		s.dumping, s.dump, s.firstSeq = true, ev.Sync, 0
+		if !s.dumping || s.dump.Reason != ev.Sync.Reason || s.dump.Interface != ev.Sync.Interface {
+			s.dumping, s.dump, s.firstSeq, s.dumpLost = true, ev.Sync, 0, false
+		}
+		// A Begin of the dump in progress is a retry (the kernel
+		// interrupted it): only the last attempt's objects count, and
+		// the range still starts at the first attempt's first message.
 		s.dump.Links, s.dump.Addrs = 0, 0
 		s.table.BeginDump()
 		return
 	case event.Sync:
+		lost := false
 		if s.dumping {
-			for _, del := range s.table.Vanished(s.dump.Interface) {
-				del.Time, del.Dump = ev.Time, true
-				s.table.Published(&del, s.publish(&del))
-			}
+			s.out = s.table.Vanished(s.dump.Interface, s.out[:0])
+			s.publishOut(ev)
 			ev.Sync.Links, ev.Sync.Addrs = s.dump.Links, s.dump.Addrs
+			lost = s.dumpLost
 		}
 		s.dumping = false
-		s.publish(ev)
+		if !s.publish(ev) || lost {
+			ev.Seq = 0
+		}
 		return
 	}
-	if !s.filter.Allow(ev) {
-		s.filtered.Add(1) // never published, counted in a dump or in the table
-		if ev.Type.IsDel() {
-			// The object may be in the table (only its deletion is
-			// filtered): forget it quietly, or a later dump would publish
-			// the deletion after all.
-			s.table.Update(ev)
-			s.table.Published(ev, true)
-		}
+	if !ev.Type.IsLink() && !ev.Type.IsAddr() {
+		s.publish(ev) // not an event the source makes: the encoder says what is wrong
 		return
 	}
 	inScope := false
@@ -278,27 +287,48 @@ func (s *NATS) Handle(ev *event.Event) {
 		if ev.Type.IsAddr() {
 			name = ev.Addr.Ifname
 		}
-		if inScope = s.dump.Interface == "" || name == s.dump.Interface; inScope {
-			if ev.Type.IsLink() {
-				s.dump.Links++
-			} else {
-				s.dump.Addrs++
+		inScope = s.dump.Interface == "" || name == s.dump.Interface
+	}
+	var visible bool
+	s.out, visible = s.table.Apply(ev, inScope && s.dump.Reason.Full(), s.out[:0])
+	switch {
+	case !visible:
+		s.filtered.Add(1) // never published, never counted in a dump
+	case inScope && ev.Type.IsLink():
+		s.dump.Links++
+	case inScope:
+		s.dump.Addrs++
+	case len(s.out) == 0 && !ev.Type.IsDel():
+		s.unchanged.Add(1) // the consumers hold this already
+	}
+	s.publishOut(ev)
+}
+
+// publishOut publishes the messages in s.out, timed as ev, in order, and
+// records each in the table. After the first that fails, the rest are
+// recorded as not published without trying: they must not overtake it (a
+// NEWLINK must not reach consumers without the DELLINK before it). The
+// filter's event types leave some out, recorded as published. s.mu is
+// held.
+func (s *NATS) publishOut(ev *event.Event) {
+	failed := false
+	for i := range s.out {
+		m := &s.out[i]
+		m.Time = ev.Time
+		if !s.filter.AllowType(m.Type) {
+			s.filtered.Add(1)
+			s.table.Published(m, true) // consumers asked not to be told
+			continue
+		}
+		ok := !failed && s.publish(m)
+		if !ok {
+			failed, s.pending = true, true
+			if s.dumping {
+				s.dumpLost = true
 			}
 		}
+		s.table.Published(m, ok)
 	}
-	known, changed, wasPublished := s.table.Update(ev)
-	switch {
-	case ev.Type.IsDel():
-	case inScope && s.dump.Reason.Full():
-	case !known || changed != 0 || !wasPublished:
-		if known && !ev.Dump {
-			ev.Changed = changed
-		}
-	default:
-		s.unchanged.Add(1) // the consumers hold this already
-		return
-	}
-	s.table.Published(ev, s.publish(ev))
 }
 
 // publish stamps, encodes and publishes ev, and reports whether the NATS
@@ -307,6 +337,15 @@ func (s *NATS) Handle(ev *event.Event) {
 // s.mu is held.
 func (s *NATS) publish(ev *event.Event) bool {
 	ev.Host, ev.Boot, ev.Seq = s.host, s.boot, s.seq+1
+	ok := s.send(ev)
+	if !ok {
+		ev.Seq = 0 // not used up: the next message takes it
+	}
+	return ok
+}
+
+// send is publish without the seq bookkeeping on failure.
+func (s *NATS) send(ev *event.Event) bool {
 	if ev.Type == event.Sync {
 		ev.Sync.FirstSeq = cmp.Or(s.firstSeq, ev.Seq)
 	}
@@ -371,33 +410,33 @@ func (s *NATS) reconcile() {
 	if len(dirty) == 0 && !s.pending {
 		return // nothing was lost: the outage went unnoticed
 	}
-	// A dump may be in flight: keep its range apart from this one.
-	dumping, dumpFirst := s.dumping, s.firstSeq
-	s.dumping, s.firstSeq = false, 0
-	defer func() { s.dumping, s.firstSeq = dumping, dumpFirst }()
-	now, sent := time.Now(), 0
-	for i := range dirty {
-		ev := &dirty[i]
-		ev.Time, ev.Dump = now, true
-		ok := s.publish(ev)
-		s.table.Published(ev, ok)
-		if ok {
-			sent++
-			if s.firstSeq == 0 {
-				s.firstSeq = s.seq
-			}
-		}
-	}
+	// A dump may be in flight: keep its range apart from this one. Its
+	// reply can no longer be trusted: messages of it may have been lost
+	// with the connection.
+	dumping, dumpFirst, dumpLost := s.dumping, s.firstSeq, s.dumpLost
+	s.dumping, s.firstSeq, s.dumpLost = true, 0, false
+	defer func() { s.dumping, s.firstSeq, s.dumpLost = dumping, dumpFirst, dumpLost || dumping }()
+	now, before := time.Now(), s.published.Load()
+	s.out = append(s.out[:0], dirty...)
+	s.publishOut(&event.Event{Time: now})
+	sent := int(s.published.Load() - before)
 	links, addrs := s.table.Len()
 	sync := event.Event{Type: event.Sync, Time: now, Sync: event.SyncInfo{
 		Reason: event.ReasonReconnect, Links: links, Addrs: addrs}}
-	ok := s.publish(&sync)
-	if ok && sent == len(dirty) {
+	if s.publish(&sync) && !s.dumpLost {
 		s.pending = false
 	}
 	s.reconciled.Add(uint64(sent))
 	s.log.Info("reconciled state after connecting to NATS", "published", sent, "pending", len(dirty)-sent,
 		"links", links, "addrs", addrs)
+}
+
+// scope is the filter as the state table's scope.
+func scope(f *filter.Filter) state.Scope {
+	if f == nil {
+		return nil
+	}
+	return f
 }
 
 // Stats returns the sink's counters.

@@ -265,3 +265,55 @@ func TestConnectTLSMismatch(t *testing.T) {
 		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 }
+
+// A dump that the source reads again (the kernel interrupted it) counts
+// the last attempt's objects only, and its range starts at the first
+// attempt's first message; objects only the first attempt showed vanished.
+func TestHandleDumpRetry(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	ch := listen(t, srv.ClientURL())
+	s := newSink(t, srv.ClientURL())
+	info := event.SyncInfo{Reason: event.ReasonRequest}
+	s.Handle(&event.Event{Type: event.Begin, Sync: info})
+	for _, ev := range []*event.Event{linkEv(event.NewLink, 1, "lo", 65536), linkEv(event.NewLink, 2, "eth0", 1500)} {
+		ev.Dump = true
+		s.Handle(ev)
+	}
+	s.Handle(&event.Event{Type: event.Begin, Sync: info}) // the retry
+	ev := linkEv(event.NewLink, 1, "lo", 65536)
+	ev.Dump = true
+	s.Handle(ev)
+	sync := &event.Event{Type: event.Sync, Time: time.Now(), Sync: info}
+	s.Handle(sync)
+	got := next(t, ch, 5)
+	want := []string{"NEWLINK netlink.h.link.lo.new", "NEWLINK netlink.h.link.eth0.new", "NEWLINK netlink.h.link.lo.new",
+		"DELLINK netlink.h.link.eth0.del", "SYNC netlink.h.sync"}
+	if !slices.Equal(names(got), want) {
+		t.Errorf("published %v, want %v", names(got), want)
+	}
+	if sync.Seq != 5 || sync.Sync.FirstSeq != 1 || sync.Sync.Links != 1 || got[4].Links != 1 || got[4].First != 1 {
+		t.Errorf("SYNC seq %d first_seq %d links %d (published %+v), want seq 5, first_seq 1, links 1",
+			sync.Seq, sync.Sync.FirstSeq, sync.Sync.Links, got[4])
+	}
+}
+
+// A dump some message of which did not reach the NATS client returns its
+// SYNC with Seq 0, so that no reply names it; the next one is whole again.
+func TestHandleDumpLost(t *testing.T) {
+	srv := runServer(t, server.RANDOM_PORT)
+	s := newSink(t, srv.ClientURL())
+	info := event.SyncInfo{Reason: event.ReasonRequest}
+	s.Handle(&event.Event{Type: event.Begin, Sync: info})
+	s.Handle(&event.Event{Type: event.NewLink, Dump: true, Time: time.Now(), Link: event.Link{Index: 1, Name: "lo"}})
+	s.Handle(&event.Event{Type: event.NewLink, Dump: true, Time: time.Time{}.AddDate(20000, 0, 0), // no RFC 3339 time: the encoder refuses it
+		Link: event.Link{Index: 2, Name: "eth0"}})
+	sync := &event.Event{Type: event.Sync, Time: time.Now(), Sync: info}
+	s.Handle(sync)
+	if sync.Seq != 0 || s.Stats().PublishErrors != 1 {
+		t.Errorf("SYNC after a lost message: seq %d, stats %+v; want seq 0 and 1 publish error", sync.Seq, s.Stats())
+	}
+	again := dump(s, event.ReasonRequest, "", linkEv(event.NewLink, 1, "lo", 0))
+	if again.Seq == 0 {
+		t.Errorf("the next dump's SYNC has seq 0")
+	}
+}

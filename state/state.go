@@ -1,10 +1,12 @@
 // Package state keeps what nlbridge knows of the kernel's links and
-// addresses and whether consumers have been told. It lets the sink publish
-// only what changed (repeated notifications that change nothing are
-// dropped), publish deletions for objects that vanished while the kernel's
-// messages were lost, and, after a NATS outage, publish one message per
-// object that changed meanwhile rather than a backlog: an interface that
-// flapped a thousand times costs one message.
+// addresses and what consumers hold of them. It decides what the sink
+// publishes: nothing for a notification that changes nothing consumers
+// hold, a deletion for an object that vanished while the kernel's messages
+// were lost or that left the filter, and, after a NATS outage, exactly the
+// messages that take consumers from what they hold to the kernel's state:
+// an interface that flapped a thousand times costs one message, and a link
+// deleted and created again with the same index costs its DELLINK and its
+// NEWLINK.
 package state
 
 import (
@@ -15,23 +17,52 @@ import (
 	"github.com/nlbridge/nlbridge/event"
 )
 
+// Scope decides which objects consumers see: a link by its name, an
+// address by its family and its link's name. *filter.Filter is a Scope.
+type Scope interface {
+	AllowName(name string) bool
+	AllowFamily(f event.Family) bool
+}
+
 // Table is the state. It is not safe for concurrent use.
+//
+// It holds every link and address of the kernel, in the scope or not, so
+// that a link renamed into the scope can be published with its addresses;
+// and a tombstone for each deleted object that consumers still hold.
+// Memory is bounded by the number of objects the kernel has, plus the
+// deletions not yet published: objects created and deleted while nothing
+// could be published leave nothing behind.
 type Table struct {
 	links map[uint32]*linkEntry
 	addrs map[AddrKey]*addrEntry
+	scope Scope  // nil: everything is in scope
 	gen   uint32 // the current dump's generation; entries seen in it carry it
 }
 
 // entry is what every object carries besides its value.
 type entry struct {
-	seen      uint32 // generation of the last dump or event that showed it
-	published bool   // consumers hold the current value (or its deletion)
-	deleted   bool   // a tombstone: the deletion is not published yet
+	seen    uint32 // generation of the last dump or event that showed it
+	exists  bool   // the kernel has the object; false: a tombstone
+	visible bool   // in scope: consumers are to hold it while it exists
+	held    bool   // consumers hold it: a NEW was published, and no DEL since
+	// synced is true when consumers hold what they should: the current
+	// value when the object exists and is visible, nothing otherwise.
+	synced bool
 }
+
+// want reports whether consumers are to hold the object.
+func (e *entry) want() bool { return e.exists && e.visible }
 
 type linkEntry struct {
 	entry
-	v event.Link
+	v   event.Link
+	pub event.Link // what consumers hold, while held
+	// reborn: consumers hold an earlier link with this index, deleted
+	// while nothing could be published, whose index the kernel gave to a
+	// new link (ip link add ... index N, SR-IOV, namespace moves). Its
+	// DELLINK must come before the new link's NEWLINK, or consumers would
+	// keep the earlier link's addresses.
+	reborn bool
 }
 
 type addrEntry struct {
@@ -49,167 +80,371 @@ type AddrKey struct {
 
 func keyOf(a *event.Addr) AddrKey { return AddrKey{a.Index, a.Address, a.PrefixLen} }
 
-// New returns an empty table.
-func New() *Table {
-	return &Table{links: make(map[uint32]*linkEntry), addrs: make(map[AddrKey]*addrEntry)}
+// New returns an empty table that publishes the objects scope allows (all
+// of them when scope is nil).
+func New(scope Scope) *Table {
+	return &Table{links: make(map[uint32]*linkEntry), addrs: make(map[AddrKey]*addrEntry), scope: scope}
 }
 
-// Update records a NEWLINK, DELLINK, NEWADDR or DELADDR. It reports whether
-// the object was known, and for a NEW of a known object the fields that
-// differ (bits of event.LinkFields or event.AddrFields) and whether
-// consumers held the previous value. The caller decides whether to publish
-// and then calls Published.
-func (t *Table) Update(ev *event.Event) (known bool, changed uint32, wasPublished bool) {
+func (t *Table) allowName(name string) bool { return t.scope == nil || t.scope.AllowName(name) }
+
+// addrVisible reports whether a is in scope: its family is, and so is its
+// link (by the link's current name when the table knows the link).
+func (t *Table) addrVisible(a *event.Addr) bool {
+	if t.scope != nil && !t.scope.AllowFamily(a.Family) {
+		return false
+	}
+	if l := t.links[a.Index]; l != nil && l.exists {
+		return l.visible
+	}
+	return t.allowName(a.Ifname)
+}
+
+// Apply records ev, a NEWLINK, DELLINK, NEWADDR or DELADDR from a
+// notification or a dump, and appends to out the messages that take
+// consumers from what they hold to the new state, in the order to publish
+// them. The caller publishes them in that order, reports each with
+// Published, and stops at the first that fails (reporting the rest as not
+// published). With force, an object that exists and is in scope is
+// published even when consumers hold it already, as a full dump does.
+// Apply reports whether ev's object is in scope.
+//
+// What it appends: for a notification, usually ev itself (with Changed
+// set on an update of an object consumers hold), or nothing when
+// consumers hold it already; a DELLINK of the link consumers hold before
+// the NEWLINK of a new link with the same index; a DELLINK for a link
+// renamed out of the scope; a NEWLINK and the link's addresses for one
+// renamed into it.
+func (t *Table) Apply(ev *event.Event, force bool, out []event.Event) ([]event.Event, bool) {
 	switch ev.Type {
 	case event.NewLink:
-		e, ok := t.links[ev.Link.Index]
-		if !ok {
-			e = &linkEntry{}
-			t.links[ev.Link.Index] = e
-		} else if !e.deleted {
-			changed = linkChanges(&e.v, &ev.Link)
-		}
-		known, wasPublished = ok && !e.deleted, e.published
-		e.v, e.seen, e.deleted = ev.Link, t.gen, false
-		if !known || changed != 0 {
-			e.published = false
-		}
+		return t.newLink(ev, force, out)
 	case event.DelLink:
-		e, ok := t.links[ev.Link.Index]
-		if !ok {
-			e = &linkEntry{v: ev.Link}
-			t.links[ev.Link.Index] = e
-		}
-		known, wasPublished = ok && !e.deleted, e.published
-		e.deleted, e.published = true, false
-		// The link's addresses go with it. The kernel sends their DELADDR
-		// too, before or after; a consumer applying either order ends the
-		// same, and the table holds no orphans in the meantime.
-		for k := range t.addrs {
-			if k.Index == ev.Link.Index {
-				delete(t.addrs, k)
-			}
-		}
+		return t.delLink(ev, out)
 	case event.NewAddr:
-		k := keyOf(&ev.Addr)
-		e, ok := t.addrs[k]
-		if !ok {
-			e = &addrEntry{}
-			t.addrs[k] = e
-		} else if !e.deleted {
-			changed = addrChanges(&e.v, &ev.Addr)
-		}
-		known, wasPublished = ok && !e.deleted, e.published
-		e.v, e.seen, e.deleted = ev.Addr, t.gen, false
-		if !known || changed != 0 {
-			e.published = false
-		}
+		return t.newAddr(ev, force, out)
 	case event.DelAddr:
-		k := keyOf(&ev.Addr)
-		e, ok := t.addrs[k]
-		if !ok {
-			e = &addrEntry{v: ev.Addr}
-			t.addrs[k] = e
-		}
-		known, wasPublished = ok && !e.deleted, e.published
-		e.deleted, e.published = true, false
+		return t.delAddr(ev, out)
 	}
-	return known, changed, wasPublished
+	return out, true
 }
 
-// Published records whether ev, which Update has seen, reached NATS. A
-// published deletion forgets the object; an unpublished change or deletion
-// stays for Dirty.
-func (t *Table) Published(ev *event.Event, ok bool) {
-	switch ev.Type {
-	case event.NewLink, event.DelLink:
-		if e := t.links[ev.Link.Index]; e != nil {
-			if ok && e.deleted {
-				delete(t.links, ev.Link.Index)
+func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event.Event, bool) {
+	l := &ev.Link
+	e := t.links[l.Index]
+	if e == nil {
+		e = &linkEntry{}
+		t.links[l.Index] = e
+	}
+	existed, wasVisible := e.exists, e.exists && e.visible
+	if !e.exists && e.held {
+		e.reborn = true
+	}
+	e.v, e.exists, e.seen = *l, true, t.gen
+	e.visible = t.allowName(l.Name)
+	var changed uint32
+	if e.held && !e.reborn {
+		changed = linkChanges(&e.pub, l)
+	}
+	if changed != 0 || !e.held || e.reborn || !e.visible {
+		e.synced = e.held == e.visible && !e.reborn && changed == 0
+	}
+	entering := existed && !wasVisible && e.visible
+	if existed && e.visible != wasVisible {
+		t.rescope(l.Index, e) // renamed into or out of the scope
+	}
+	if e.held && (e.reborn || !e.visible) {
+		out = append(out, linkMsg(event.DelLink, ev, &e.pub))
+	}
+	if !e.visible {
+		return out, false
+	}
+	if !e.synced || force {
+		m := *ev
+		m.Changed = 0
+		if e.held && !e.reborn && !ev.Dump {
+			m.Changed = changed
+		}
+		out = append(out, m)
+	}
+	if entering {
+		// The link's addresses, known while it was out of scope, enter
+		// with it.
+		out = t.appendAddrsOf(l.Index, ev, out)
+	}
+	return out, true
+}
+
+// rescope sets the visibility of the addresses of the link at index,
+// whose own visibility changed, and gives them the link's current name.
+func (t *Table) rescope(index uint32, l *linkEntry) {
+	for _, a := range t.addrs {
+		if a.v.Index != index || !a.exists {
+			continue
+		}
+		a.v.Ifname = l.v.Name
+		a.visible = (t.scope == nil || t.scope.AllowFamily(a.v.Family)) && l.visible
+		a.synced = a.held == a.visible && a.synced
+	}
+}
+
+// appendAddrsOf appends a NEWADDR for every address of the link at index
+// that is in scope and that consumers do not hold, in key order.
+func (t *Table) appendAddrsOf(index uint32, ev *event.Event, out []event.Event) []event.Event {
+	var found []*addrEntry
+	for _, a := range t.addrs {
+		if a.v.Index == index && a.want() && !a.held {
+			found = append(found, a)
+		}
+	}
+	slices.SortFunc(found, compareAddrs)
+	for _, a := range found {
+		out = append(out, event.Event{Type: event.NewAddr, Time: ev.Time, Dump: ev.Dump, Addr: a.v})
+	}
+	return out
+}
+
+// linkMsg returns a message of type typ about l, timed and framed as ev.
+func linkMsg(typ event.Type, ev *event.Event, l *event.Link) event.Event {
+	return event.Event{Type: typ, Time: ev.Time, Dump: ev.Dump, Link: *l}
+}
+
+func (t *Table) delLink(ev *event.Event, out []event.Event) ([]event.Event, bool) {
+	l := &ev.Link
+	e := t.links[l.Index]
+	if e == nil {
+		// Unknown: the kernel's word is passed on, and nothing is kept.
+		t.dropAddrs(l.Index, true)
+		if !t.allowName(l.Name) {
+			return out, false
+		}
+		return append(out, *ev), true
+	}
+	visible := e.visible
+	t.dropAddrs(l.Index, e.held)
+	if !e.held {
+		// Consumers never held it (out of scope, or created while nothing
+		// could be published): nothing to tell them, nothing to keep.
+		delete(t.links, l.Index)
+		return out, visible
+	}
+	e.exists, e.synced, e.seen = false, false, t.gen
+	if e.reborn || !e.visible {
+		// Consumers hold the earlier link, or the link as it was when it
+		// left the scope.
+		e.reborn = false
+		return append(out, linkMsg(event.DelLink, ev, &e.pub)), visible
+	}
+	e.v = *l
+	return append(out, *ev), true
+}
+
+// dropAddrs forgets the addresses of the deleted link at index. When
+// consumers hold the link, its DELLINK takes the addresses they hold with
+// it; otherwise those they hold become tombstones, for their DELADDR.
+func (t *Table) dropAddrs(index uint32, linkHeld bool) {
+	for k, a := range t.addrs {
+		if k.Index != index {
+			continue
+		}
+		if linkHeld || !a.held {
+			delete(t.addrs, k)
+		} else {
+			a.exists, a.synced = false, false
+		}
+	}
+}
+
+func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event.Event, bool) {
+	a := &ev.Addr
+	k := keyOf(a)
+	e := t.addrs[k]
+	if e == nil {
+		e = &addrEntry{}
+		t.addrs[k] = e
+	}
+	var changed uint32
+	if e.held && e.exists {
+		changed = addrChanges(&e.v, a)
+	}
+	if !e.exists || changed != 0 {
+		e.synced = false
+	}
+	e.v, e.exists, e.seen = *a, true, t.gen
+	e.visible = t.addrVisible(a)
+	if e.held != e.visible {
+		e.synced = false
+	} else if !e.held {
+		e.synced = true // out of scope, and consumers hold nothing
+	}
+	if !e.visible {
+		if e.held {
+			out = append(out, event.Event{Type: event.DelAddr, Time: ev.Time, Dump: ev.Dump, Addr: *a})
+		}
+		return out, false
+	}
+	if !e.synced || force {
+		m := *ev
+		m.Changed = 0
+		if e.held && !ev.Dump {
+			m.Changed = changed
+		}
+		out = append(out, m)
+	}
+	return out, true
+}
+
+func (t *Table) delAddr(ev *event.Event, out []event.Event) ([]event.Event, bool) {
+	a := &ev.Addr
+	k := keyOf(a)
+	e := t.addrs[k]
+	if e == nil {
+		if !t.addrVisible(a) {
+			return out, false
+		}
+		return append(out, *ev), true // unknown: the kernel's word
+	}
+	visible := e.visible
+	if !e.held {
+		delete(t.addrs, k)
+		return out, visible
+	}
+	e.exists, e.synced, e.seen = false, false, t.gen
+	return append(out, *ev), true
+}
+
+// Published records whether m, a message that Apply, Vanished or Dirty
+// returned, reached NATS. A published deletion of an object that no longer
+// exists forgets it; what was not published is returned by Dirty.
+func (t *Table) Published(m *event.Event, ok bool) {
+	switch m.Type {
+	case event.NewLink:
+		if e := t.links[m.Link.Index]; e != nil {
+			if ok {
+				e.held, e.reborn, e.pub = true, false, m.Link
+				e.synced = e.want() && linkChanges(&e.pub, &e.v) == 0
 			} else {
-				e.published = ok
+				e.synced = false
+			}
+		}
+	case event.DelLink:
+		e := t.links[m.Link.Index]
+		switch {
+		case e == nil:
+		case !ok:
+			e.synced = false
+		case !e.exists:
+			delete(t.links, m.Link.Index)
+		default:
+			// The link lives on (out of scope, or a new incarnation):
+			// consumers dropped it and every address they held of it.
+			e.held, e.reborn, e.synced = false, false, !e.want()
+			for k, a := range t.addrs {
+				if k.Index == m.Link.Index && a.held {
+					a.held, a.synced = false, !a.want()
+					if !a.exists {
+						delete(t.addrs, k)
+					}
+				}
 			}
 		}
 	case event.NewAddr, event.DelAddr:
-		k := keyOf(&ev.Addr)
-		if e := t.addrs[k]; e != nil {
-			if ok && e.deleted {
-				delete(t.addrs, k)
-			} else {
-				e.published = ok
-			}
+		k := keyOf(&m.Addr)
+		e := t.addrs[k]
+		switch {
+		case e == nil:
+		case !ok:
+			e.synced = false
+		case m.Type == event.DelAddr && !e.exists:
+			delete(t.addrs, k)
+		default:
+			e.held = m.Type == event.NewAddr
+			e.synced = e.held == e.want()
 		}
 	}
 }
 
 // BeginDump starts a dump: objects that neither the dump nor an event shows
-// before EndDump have vanished.
+// before Vanished have vanished.
 func (t *Table) BeginDump() { t.gen++ }
 
-// Vanished returns, as DELLINK and DELADDR events, the objects that the
-// current dump did not show, restricted to the interface named iface when
-// it is not empty: addresses first, then links, each by index. Their
-// entries become tombstones until Published.
-func (t *Table) Vanished(iface string) []event.Event {
-	var out []event.Event
+// Vanished records as deleted the objects that the current dump did not
+// show, restricted to the interface named iface when it is not empty, and
+// appends to out the deletions consumers need, as dump messages: addresses
+// first, then links, each in key order.
+func (t *Table) Vanished(iface string, out []event.Event) []event.Event {
+	var indexes []uint32 // of the links named iface
+	if iface != "" {
+		for i, e := range t.links {
+			if e.v.Name == iface {
+				indexes = append(indexes, i)
+			}
+		}
+	}
 	for _, e := range sortedAddrs(t.addrs) {
-		if !e.deleted && e.seen != t.gen && (iface == "" || e.v.Ifname == iface) {
-			e.deleted, e.published = true, false
-			out = append(out, event.Event{Type: event.DelAddr, Addr: e.v})
+		if e.exists && e.seen != t.gen && (iface == "" || e.v.Ifname == iface || slices.Contains(indexes, e.v.Index)) {
+			del := event.Event{Type: event.DelAddr, Dump: true, Addr: e.v}
+			out, _ = t.delAddr(&del, out)
 		}
 	}
 	for _, e := range sortedLinks(t.links) {
-		if !e.deleted && e.seen != t.gen && (iface == "" || e.v.Name == iface) {
-			e.deleted, e.published = true, false
-			out = append(out, event.Event{Type: event.DelLink, Link: e.v})
+		if e.exists && e.seen != t.gen && (iface == "" || e.v.Name == iface) {
+			del := event.Event{Type: event.DelLink, Dump: true, Link: e.v}
+			out, _ = t.delLink(&del, out)
 		}
 	}
 	return out
 }
 
-// Dirty returns what consumers do not hold yet, as events that make them
-// equal to the table: deletions of addresses, then of links, then links,
-// then addresses, each by index.
+// Dirty returns the messages that take consumers from what they hold to
+// the table's state: deletions of addresses, then of links, then links,
+// then addresses, each in key order. They are marked as dump messages.
 func (t *Table) Dirty() []event.Event {
 	var dels, news []event.Event
 	addrs, links := sortedAddrs(t.addrs), sortedLinks(t.links)
 	for _, e := range addrs {
-		if !e.published && e.deleted {
-			dels = append(dels, event.Event{Type: event.DelAddr, Addr: e.v})
+		if !e.synced && e.held && !e.want() {
+			dels = append(dels, event.Event{Type: event.DelAddr, Dump: true, Addr: e.v})
 		}
 	}
 	for _, e := range links {
-		if e.published {
+		if e.synced {
 			continue
 		}
-		if e.deleted {
-			dels = append(dels, event.Event{Type: event.DelLink, Link: e.v})
-		} else {
-			news = append(news, event.Event{Type: event.NewLink, Link: e.v})
+		if e.held && (e.reborn || !e.want()) {
+			dels = append(dels, event.Event{Type: event.DelLink, Dump: true, Link: e.pub})
+		}
+		if e.want() {
+			news = append(news, event.Event{Type: event.NewLink, Dump: true, Link: e.v})
 		}
 	}
 	for _, e := range addrs {
-		if !e.published && !e.deleted {
-			news = append(news, event.Event{Type: event.NewAddr, Addr: e.v})
+		if !e.synced && e.want() {
+			news = append(news, event.Event{Type: event.NewAddr, Dump: true, Addr: e.v})
 		}
 	}
 	return append(dels, news...)
 }
 
-// Len returns how many links and addresses exist (tombstones aside).
+// Len returns how many links and addresses consumers are to hold: those
+// that exist and are in scope.
 func (t *Table) Len() (links, addrs int) {
 	for _, e := range t.links {
-		if !e.deleted {
+		if e.want() {
 			links++
 		}
 	}
 	for _, e := range t.addrs {
-		if !e.deleted {
+		if e.want() {
 			addrs++
 		}
 	}
 	return links, addrs
 }
+
+// Size returns how many entries the table holds, tombstones and objects
+// out of scope included: what its memory grows with.
+func (t *Table) Size() int { return len(t.links) + len(t.addrs) }
 
 func sortedLinks(m map[uint32]*linkEntry) []*linkEntry {
 	out := make([]*linkEntry, 0, len(m))
@@ -225,11 +460,13 @@ func sortedAddrs(m map[AddrKey]*addrEntry) []*addrEntry {
 	for _, e := range m {
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b *addrEntry) int {
-		return cmp.Or(cmp.Compare(a.v.Index, b.v.Index), a.v.Address.Compare(b.v.Address),
-			cmp.Compare(a.v.PrefixLen, b.v.PrefixLen))
-	})
+	slices.SortFunc(out, compareAddrs)
 	return out
+}
+
+func compareAddrs(a, b *addrEntry) int {
+	return cmp.Or(cmp.Compare(a.v.Index, b.v.Index), a.v.Address.Compare(b.v.Address),
+		cmp.Compare(a.v.PrefixLen, b.v.PrefixLen))
 }
 
 // linkChanges returns the bits of event.LinkFields that differ.

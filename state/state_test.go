@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nlbridge/nlbridge/event"
@@ -15,16 +16,22 @@ func link(typ event.Type, index uint32, name string, mtu uint32) *event.Event {
 
 func addr(typ event.Type, index uint32, ifname, a string) *event.Event {
 	p := netip.MustParsePrefix(a)
-	return &event.Event{Type: typ, Addr: event.Addr{Index: index, Ifname: ifname, Family: event.Inet,
+	fam := event.Inet
+	if p.Addr().Is6() {
+		fam = event.Inet6
+	}
+	return &event.Event{Type: typ, Addr: event.Addr{Index: index, Ifname: ifname, Family: fam,
 		Address: p.Addr(), PrefixLen: uint8(p.Bits()), ValidLft: event.Forever, PreferredLft: event.Forever}}
 }
 
 // publish runs an event through the table as the sink does, with ok as the
-// publish result, and returns what Update said.
-func publish(t *Table, ev *event.Event, ok bool) (bool, uint32, bool) {
-	known, changed, was := t.Update(ev)
-	t.Published(ev, ok)
-	return known, changed, was
+// result of every publish, and returns the messages the table asked for.
+func publish(t *Table, ev *event.Event, ok bool) []event.Event {
+	out, _ := t.Apply(ev, false, nil)
+	for i := range out {
+		t.Published(&out[i], ok)
+	}
+	return out
 }
 
 // summary lists events as "TYPE name/address".
@@ -34,39 +41,52 @@ func summary(evs []event.Event) []string {
 		if ev.Type.IsLink() {
 			out = append(out, fmt.Sprintf("%v %s", ev.Type, ev.Link.Name))
 		} else {
-			out = append(out, fmt.Sprintf("%v %s", ev.Type, ev.Addr.Address))
+			out = append(out, fmt.Sprintf("%v %s %s", ev.Type, ev.Addr.Ifname, ev.Addr.Address))
 		}
 	}
 	return out
 }
 
-func TestUpdateChanges(t *testing.T) {
-	tb := New()
-	if known, _, _ := publish(tb, link(event.NewLink, 2, "eth0", 1500), true); known {
-		t.Error("a new link is known")
+// reconcile publishes what Dirty returns, as the sink does after a
+// reconnection, and returns its summary.
+func reconcile(tb *Table) []string {
+	d := tb.Dirty()
+	for i := range d {
+		tb.Published(&d[i], true)
 	}
-	known, changed, was := publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
-	if !known || changed != 0 || !was {
-		t.Errorf("repeated NEWLINK: known %v changed %b published %v, want true 0 true", known, changed, was)
+	return summary(d)
+}
+
+func TestApplyChanges(t *testing.T) {
+	tb := New(nil)
+	if out := publish(tb, link(event.NewLink, 2, "eth0", 1500), true); len(out) != 1 || out[0].Changed != 0 {
+		t.Errorf("a new link: %v", out)
+	}
+	if out := publish(tb, link(event.NewLink, 2, "eth0", 1500), true); len(out) != 0 {
+		t.Errorf("repeated NEWLINK published %v, want nothing", summary(out))
 	}
 	ev := link(event.NewLink, 2, "eth0", 9000)
 	ev.Link.Flags = 0
-	_, changed, _ = publish(tb, ev, true)
+	out := publish(tb, ev, true)
 	var names []string
 	for i, n := range event.LinkFields {
-		if changed&(1<<i) != 0 {
+		if len(out) == 1 && out[0].Changed&(1<<i) != 0 {
 			names = append(names, n)
 		}
 	}
 	if want := []string{"enabled", "mtu", "flags"}; !slices.Equal(names, want) {
 		t.Errorf("changed = %v, want %v", names, want)
 	}
-	a := addr(event.NewAddr, 2, "eth0", "192.0.2.1/24")
-	publish(tb, a, true)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), true)
 	a2 := addr(event.NewAddr, 2, "eth0", "192.0.2.1/24")
 	a2.Addr.Flags = 0x40
-	if _, changed, _ := publish(tb, a2, true); changed != 1<<5 {
-		t.Errorf("address flags change: changed = %b, want flags (bit 5)", changed)
+	if out := publish(tb, a2, true); len(out) != 1 || out[0].Changed != 1<<5 {
+		t.Errorf("address flags change: %v, want one message with changed flags (bit 5)", out)
+	}
+	// A full dump publishes what consumers hold already; a change in it
+	// carries no changed list.
+	if out, _ := tb.Apply(link(event.NewLink, 2, "eth0", 9000), true, nil); len(out) != 1 {
+		t.Errorf("forced: %v, want the link", summary(out))
 	}
 	if l, n := tb.Len(); l != 1 || n != 1 {
 		t.Errorf("Len = %d, %d, want 1, 1", l, n)
@@ -74,9 +94,10 @@ func TestUpdateChanges(t *testing.T) {
 }
 
 // While publishing fails, the table keeps one pending change per object,
-// however often it changed, and the deletions of what consumers held.
+// however often it changed, and the deletions of what consumers held; what
+// was created and deleted meanwhile leaves nothing behind.
 func TestDirty(t *testing.T) {
-	tb := New()
+	tb := New(nil)
 	publish(tb, link(event.NewLink, 1, "lo", 65536), true)
 	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
 	publish(tb, link(event.NewLink, 3, "gone", 1500), true)
@@ -85,6 +106,7 @@ func TestDirty(t *testing.T) {
 	if d := tb.Dirty(); len(d) != 0 {
 		t.Fatalf("Dirty after successful publishes = %v", summary(d))
 	}
+	size := tb.Size()
 	// An outage: nothing reaches NATS.
 	for mtu := uint32(1000); mtu < 2000; mtu++ {
 		publish(tb, link(event.NewLink, 2, "eth0", mtu), false)
@@ -92,30 +114,141 @@ func TestDirty(t *testing.T) {
 	publish(tb, link(event.DelLink, 3, "gone", 1500), false)
 	publish(tb, addr(event.DelAddr, 2, "eth0", "192.0.2.2/24"), false)
 	publish(tb, link(event.NewLink, 4, "new0", 1500), false)
-	publish(tb, link(event.NewLink, 5, "brief", 1500), false)
-	publish(tb, link(event.DelLink, 5, "brief", 1500), false)
-	got := summary(tb.Dirty())
-	want := []string{"DELADDR 192.0.2.2", "DELLINK gone", "DELLINK brief", "NEWLINK eth0", "NEWLINK new0"}
-	if !slices.Equal(got, want) {
+	for i := range uint32(1000) {
+		publish(tb, link(event.NewLink, 100+i, "brief", 1500), false)
+		publish(tb, addr(event.NewAddr, 100+i, "brief", "198.51.100.1/24"), false)
+		publish(tb, link(event.DelLink, 100+i, "brief", 1500), false)
+	}
+	if got := tb.Size(); got != size+1 {
+		t.Errorf("after the outage the table holds %d entries, want %d (new0 added): briefly lived objects leave nothing", got, size+1)
+	}
+	d := tb.Dirty()
+	want := []string{"DELADDR eth0 192.0.2.2", "DELLINK gone", "NEWLINK eth0", "NEWLINK new0"}
+	if got := summary(d); !slices.Equal(got, want) {
 		t.Errorf("Dirty = %v\nwant  %v", got, want)
 	}
-	if d := tb.Dirty(); d[3].Link.MTU != 1999 {
-		t.Errorf("pending eth0 has mtu %d, want the last, 1999", d[3].Link.MTU)
+	if len(d) == len(want) && d[2].Link.MTU != 1999 {
+		t.Errorf("pending eth0 has mtu %d, want the last, 1999", d[2].Link.MTU)
 	}
-	// Reconciled: all published.
-	for _, ev := range tb.Dirty() {
-		tb.Published(&ev, true)
-	}
+	reconcile(tb)
 	if d := tb.Dirty(); len(d) != 0 {
 		t.Errorf("Dirty after reconciling = %v", summary(d))
 	}
 	if l, a := tb.Len(); l != 3 || a != 1 {
 		t.Errorf("Len = %d, %d, want 3 links (lo eth0 new0), 1 address", l, a)
 	}
+	if got := tb.Size(); got != 4 {
+		t.Errorf("Size = %d after reconciling, want 4: published deletions are forgotten", got)
+	}
+}
+
+// A link deleted while nothing could be published, whose index the kernel
+// gives to a new link, is deleted before the new one is announced, so that
+// consumers drop its addresses.
+func TestIndexReused(t *testing.T) {
+	tb := New(nil)
+	publish(tb, link(event.NewLink, 5, "old", 1500), true)
+	publish(tb, addr(event.NewAddr, 5, "old", "192.0.2.1/24"), true)
+	publish(tb, addr(event.NewAddr, 5, "old", "2001:db8::1/64"), true)
+	// The outage.
+	publish(tb, addr(event.DelAddr, 5, "old", "192.0.2.1/24"), false)
+	publish(tb, link(event.DelLink, 5, "old", 1500), false)
+	publish(tb, link(event.NewLink, 5, "new", 1500), false)
+	publish(tb, addr(event.NewAddr, 5, "new", "198.51.100.1/24"), false)
+	want := []string{"DELLINK old", "NEWLINK new", "NEWADDR new 198.51.100.1"}
+	if got := reconcile(tb); !slices.Equal(got, want) {
+		t.Errorf("after the outage: %v\nwant %v", got, want)
+	}
+	if d := tb.Dirty(); len(d) != 0 {
+		t.Errorf("Dirty after reconciling = %v", summary(d))
+	}
+
+	// The same live, when the DELLINK was refused and the connection is
+	// back before the new link appears: the DELLINK comes first.
+	publish(tb, link(event.DelLink, 5, "new", 1500), false)
+	out := publish(tb, link(event.NewLink, 5, "third", 1500), true)
+	if got := summary(out); !slices.Equal(got, []string{"DELLINK new", "NEWLINK third"}) {
+		t.Errorf("live: %v, want the DELLINK of new, then the NEWLINK", got)
+	}
+	// When the DELLINK fails, the NEWLINK is not published before it.
+	publish(tb, link(event.DelLink, 5, "third", 1500), false)
+	out, _ = tb.Apply(link(event.NewLink, 5, "fourth", 1500), false, nil)
+	tb.Published(&out[0], false)
+	tb.Published(&out[1], false)
+	if got := reconcile(tb); !slices.Equal(got, []string{"DELLINK third", "NEWLINK fourth"}) {
+		t.Errorf("after both failed: %v", got)
+	}
+	// A new incarnation that is itself deleted before anything could be
+	// published: only the deletion of what consumers hold.
+	publish(tb, link(event.DelLink, 5, "fourth", 1500), false)
+	publish(tb, link(event.NewLink, 5, "fifth", 1500), false)
+	publish(tb, link(event.DelLink, 5, "fifth", 1500), false)
+	if got := reconcile(tb); !slices.Equal(got, []string{"DELLINK fourth"}) {
+		t.Errorf("reborn and deleted: %v, want [DELLINK fourth]", got)
+	}
+	if tb.Size() != 0 {
+		t.Errorf("Size = %d, want 0", tb.Size())
+	}
+}
+
+// prefixes is a Scope: names with one of its prefixes, both families.
+type prefixes []string
+
+func (p prefixes) AllowName(name string) bool {
+	return slices.ContainsFunc(p, func(pre string) bool { return strings.HasPrefix(name, pre) })
+}
+func (p prefixes) AllowFamily(event.Family) bool { return true }
+
+// A link renamed out of the scope is deleted for consumers; renamed into
+// it, it is announced with its addresses.
+func TestScopeExitAndEntry(t *testing.T) {
+	tb := New(prefixes{"keep"})
+	publish(tb, link(event.NewLink, 2, "keep1", 1500), true)
+	publish(tb, addr(event.NewAddr, 2, "keep1", "192.0.2.1/24"), true)
+	if out := publish(tb, link(event.NewLink, 3, "other0", 1500), true); len(out) != 0 {
+		t.Errorf("out of scope: %v", summary(out))
+	}
+	out := publish(tb, link(event.NewLink, 2, "other1", 1500), true)
+	if got := summary(out); !slices.Equal(got, []string{"DELLINK keep1"}) {
+		t.Errorf("renamed out: %v, want [DELLINK keep1]", got)
+	}
+	if l, a := tb.Len(); l != 0 || a != 0 {
+		t.Errorf("Len = %d, %d after leaving, want 0, 0", l, a)
+	}
+	// Changes out of scope are kept, not published.
+	if out := publish(tb, addr(event.NewAddr, 2, "other1", "192.0.2.2/24"), true); len(out) != 0 {
+		t.Errorf("address out of scope: %v", summary(out))
+	}
+	publish(tb, addr(event.DelAddr, 2, "other1", "192.0.2.1/24"), true)
+	out = publish(tb, link(event.NewLink, 2, "keep2", 1500), true)
+	if got := summary(out); !slices.Equal(got, []string{"NEWLINK keep2", "NEWADDR keep2 192.0.2.2"}) {
+		t.Errorf("renamed in: %v, want the link and its address", got)
+	}
+	if l, a := tb.Len(); l != 1 || a != 1 {
+		t.Errorf("Len = %d, %d after entering, want 1, 1", l, a)
+	}
+	// While disconnected: out and back in costs the deletion and the
+	// link with its addresses again... or nothing, when it ends as it was.
+	publish(tb, link(event.NewLink, 2, "other2", 1500), false)
+	if got := reconcile(tb); !slices.Equal(got, []string{"DELADDR other2 192.0.2.2", "DELLINK keep2"}) {
+		t.Errorf("left while disconnected: %v", got)
+	}
+	publish(tb, link(event.NewLink, 2, "keep3", 1500), false)
+	if got := reconcile(tb); !slices.Equal(got, []string{"NEWLINK keep3", "NEWADDR keep3 192.0.2.2"}) {
+		t.Errorf("entered while disconnected: %v", got)
+	}
+	// Deleted out of scope: nothing to say.
+	publish(tb, link(event.NewLink, 2, "other3", 1500), true)
+	if out := publish(tb, link(event.DelLink, 2, "other3", 1500), true); len(out) != 0 {
+		t.Errorf("deleted out of scope: %v", summary(out))
+	}
+	if tb.Size() != 1 { // other0
+		t.Errorf("Size = %d, want 1", tb.Size())
+	}
 }
 
 func TestVanished(t *testing.T) {
-	tb := New()
+	tb := New(nil)
 	for _, ev := range []*event.Event{
 		link(event.NewLink, 1, "lo", 65536), link(event.NewLink, 2, "eth0", 1500), link(event.NewLink, 3, "eth1", 1500),
 		addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), addr(event.NewAddr, 3, "eth1", "198.51.100.1/24"),
@@ -132,43 +265,50 @@ func TestVanished(t *testing.T) {
 	} {
 		publish(tb, ev, true)
 	}
-	got := summary(tb.Vanished(""))
-	want := []string{"DELADDR 192.0.2.1", "DELADDR 198.51.100.2", "DELLINK eth0"}
-	if !slices.Equal(got, want) {
-		t.Errorf("Vanished = %v, want %v", got, want)
+	got := tb.Vanished("", nil)
+	want := []string{"DELADDR eth0 192.0.2.1", "DELADDR eth1 198.51.100.2", "DELLINK eth0"}
+	if !slices.Equal(summary(got), want) {
+		t.Errorf("Vanished = %v, want %v", summary(got), want)
+	}
+	for i := range got {
+		tb.Published(&got[i], true)
 	}
 	// A narrowed dump only vanishes objects of its interface.
 	tb.BeginDump()
 	publish(tb, link(event.NewLink, 1, "lo", 65536), true)
-	if got := summary(tb.Vanished("late")); !slices.Equal(got, []string{"DELLINK late"}) {
+	if got := summary(tb.Vanished("late", nil)); !slices.Equal(got, []string{"DELLINK late"}) {
 		t.Errorf("Vanished(late) = %v, want [DELLINK late]", got)
 	}
 }
 
 // A DELLINK takes the link's addresses with it.
 func TestDelLinkDropsAddresses(t *testing.T) {
-	tb := New()
+	tb := New(nil)
 	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
 	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), true)
 	publish(tb, link(event.DelLink, 2, "eth0", 1500), true)
-	if l, a := tb.Len(); l != 0 || a != 0 {
-		t.Errorf("Len after DELLINK = %d, %d, want 0, 0", l, a)
+	if l, a := tb.Len(); l != 0 || a != 0 || tb.Size() != 0 {
+		t.Errorf("Len after DELLINK = %d, %d (size %d), want 0, 0 (0)", l, a, tb.Size())
 	}
-	// The kernel's own DELADDR may follow: it is not known any more.
-	if known, _, _ := publish(tb, addr(event.DelAddr, 2, "eth0", "192.0.2.1/24"), true); known {
-		t.Error("address of a deleted link still known")
+	// The kernel's own DELADDR may follow: it is passed on, and not kept.
+	if out := publish(tb, addr(event.DelAddr, 2, "eth0", "192.0.2.1/24"), false); len(out) != 1 || tb.Size() != 0 {
+		t.Errorf("late DELADDR: %v, size %d", summary(out), tb.Size())
 	}
 }
 
-func BenchmarkUpdate(b *testing.B) {
-	tb := New()
+func BenchmarkApply(b *testing.B) {
+	tb := New(nil)
 	evs := make([]*event.Event, 0, 2000)
 	for i := range uint32(1000) {
 		evs = append(evs, link(event.NewLink, i+1, fmt.Sprintf("veth%d", i), 1500),
 			addr(event.NewAddr, i+1, fmt.Sprintf("veth%d", i), fmt.Sprintf("10.%d.%d.1/24", i>>8, i&0xff)))
 	}
+	var out []event.Event
 	for _, ev := range evs {
-		publish(tb, ev, true)
+		out, _ = tb.Apply(ev, false, out[:0])
+		for i := range out {
+			tb.Published(&out[i], true)
+		}
 	}
 	b.ReportAllocs()
 	i := 0
@@ -176,6 +316,9 @@ func BenchmarkUpdate(b *testing.B) {
 		ev := evs[i%len(evs)]
 		i++
 		ev.Link.MTU++
-		publish(tb, ev, true)
+		out, _ = tb.Apply(ev, false, out[:0])
+		for i := range out {
+			tb.Published(&out[i], true)
+		}
 	}
 }
