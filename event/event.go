@@ -95,8 +95,12 @@ var LinkFields = []string{"name", "kind", "state", "enabled", "running", "mtu", 
 	"master", "parent", "alias", "carrier", "flags"}
 
 // AddrFields names the address fields that Event.Changed can mark, by bit.
+// The fields of Addr.ID, which identify the address, cannot change; the
+// others can, and so can an IPv6 address's peer and prefix length, which
+// are not part of its ID ("ip addr replace" changes the prefix length in
+// place).
 var AddrFields = []string{"ifname", "peer", "broadcast", "scope", "label", "flags",
-	"valid_lft", "preferred_lft"}
+	"valid_lft", "preferred_lft", "prefix_len"}
 
 // Link is the state of one network interface, as the kernel reported it.
 type Link struct {

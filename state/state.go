@@ -39,15 +39,33 @@ type addrEntry struct {
 	v event.Addr
 }
 
-// AddrKey identifies an address: the interface index, the address and the
-// prefix length, as the kernel does.
+// AddrKey identifies an address as the kernel does, and as event.Addr.ID
+// names it within its interface: an IPv4 address by interface index, local
+// address, prefix length and peer (one local address can be on an
+// interface once per peer); an IPv6 address by interface index and address
+// alone, with PrefixLen and Peer zero (the kernel refuses an IPv6 address
+// twice, and changes its prefix length in place).
 type AddrKey struct {
 	Index     uint32
+	Family    event.Family
 	Addr      netip.Addr
 	PrefixLen uint8
+	Peer      netip.Addr // invalid when there is none
 }
 
-func keyOf(a *event.Addr) AddrKey { return AddrKey{a.Index, a.Address, a.PrefixLen} }
+func keyOf(a *event.Addr) AddrKey {
+	k := AddrKey{Index: a.Index, Family: a.Family, Addr: a.Address.WithZone("")}
+	if a.Family != event.Inet6 {
+		k.PrefixLen, k.Peer = a.PrefixLen, a.Peer.WithZone("")
+	}
+	return k
+}
+
+// compare orders keys by index, family, address, prefix length and peer.
+func (k AddrKey) compare(o AddrKey) int {
+	return cmp.Or(cmp.Compare(k.Index, o.Index), cmp.Compare(k.Family, o.Family), k.Addr.Compare(o.Addr),
+		cmp.Compare(k.PrefixLen, o.PrefixLen), k.Peer.Compare(o.Peer))
+}
 
 // New returns an empty table.
 func New() *Table {
@@ -225,10 +243,7 @@ func sortedAddrs(m map[AddrKey]*addrEntry) []*addrEntry {
 	for _, e := range m {
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b *addrEntry) int {
-		return cmp.Or(cmp.Compare(a.v.Index, b.v.Index), a.v.Address.Compare(b.v.Address),
-			cmp.Compare(a.v.PrefixLen, b.v.PrefixLen))
-	})
+	slices.SortFunc(out, func(a, b *addrEntry) int { return keyOf(&a.v).compare(keyOf(&b.v)) })
 	return out
 }
 
@@ -271,5 +286,6 @@ func addrChanges(a, b *event.Addr) uint32 {
 	set(5, a.Flags != b.Flags)
 	set(6, a.ValidLft != b.ValidLft)
 	set(7, a.PreferredLft != b.PreferredLft)
+	set(8, a.PrefixLen != b.PrefixLen)
 	return c
 }

@@ -179,3 +179,75 @@ func BenchmarkUpdate(b *testing.B) {
 		publish(tb, ev, true)
 	}
 }
+
+// fieldNames lists the names of the event.AddrFields bits set in changed.
+func fieldNames(changed uint32) []string {
+	var names []string
+	for i, n := range event.AddrFields {
+		if changed&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// peerAddr returns an IPv4 address with a peer, as "ip addr add local peer
+// peer/bits" makes it.
+func peerAddr(typ event.Type, index uint32, local, peer string) *event.Event {
+	p := netip.MustParsePrefix(peer)
+	ev := addr(typ, index, "ppp0", local+"/32")
+	ev.Addr.Peer, ev.Addr.PrefixLen = p.Addr(), uint8(p.Bits())
+	return ev
+}
+
+func addr6(typ event.Type, index uint32, a string) *event.Event {
+	ev := addr(typ, index, "eth0", a)
+	ev.Addr.Family = event.Inet6
+	return ev
+}
+
+// Addresses are told apart as the kernel tells them apart: IPv4 ones by
+// local address, prefix length and peer, IPv6 ones by address alone.
+func TestAddrIdentity(t *testing.T) {
+	tb := New()
+	for _, ev := range []*event.Event{
+		peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.3/32"),
+		peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.2/32"),
+		addr(event.NewAddr, 2, "ppp0", "10.9.0.1/32"),
+		addr(event.NewAddr, 2, "ppp0", "10.9.0.1/24"),
+		addr6(event.NewAddr, 2, "2001:db8::1/64"),
+	} {
+		if known, _, _ := publish(tb, ev, true); known {
+			t.Errorf("NEWADDR %s: known, want a new address", ev.Addr.ID())
+		}
+	}
+	if _, n := tb.Len(); n != 5 {
+		t.Errorf("Len: %d addresses, want 5", n)
+	}
+	// ip addr replace changes an IPv6 address's prefix length in place.
+	known, changed, _ := publish(tb, addr6(event.NewAddr, 2, "2001:db8::1/56"), true)
+	if got := fieldNames(changed); !known || !slices.Equal(got, []string{"prefix_len"}) {
+		t.Errorf("IPv6 prefix length change: known %v, changed %v, want true [prefix_len]", known, got)
+	}
+	// A resync that shows all but one of the peers deletes that one, not
+	// its namesake. The order is the keys', every time.
+	for range 20 {
+		tb := New()
+		for _, p := range []string{"10.9.0.4/32", "10.9.0.2/32", "10.9.0.3/32", "10.9.0.3/31"} {
+			publish(tb, peerAddr(event.NewAddr, 2, "10.9.0.1", p), true)
+		}
+		tb.BeginDump()
+		known, changed, _ := publish(tb, peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.3/32"), true)
+		if !known || changed != 0 {
+			t.Fatalf("dumped again: known %v, changed %v, want true []", known, fieldNames(changed))
+		}
+		var got []string
+		for _, ev := range tb.Vanished("") {
+			got = append(got, ev.Type.String()+" "+ev.Addr.ID())
+		}
+		want := []string{"DELADDR 10.9.0.1 peer 10.9.0.3/31", "DELADDR 10.9.0.1 peer 10.9.0.2/32", "DELADDR 10.9.0.1 peer 10.9.0.4/32"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Vanished = %q\nwant       %q", got, want)
+		}
+	}
+}
