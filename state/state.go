@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -37,6 +38,11 @@ type linkEntry struct {
 type addrEntry struct {
 	entry
 	v event.Addr
+	// lft is the reading of the lifetimes that later ones are compared
+	// with: that of the last value whose lifetimes changed in substance,
+	// so that lifetimes counting down are no change and the kernel's
+	// rounding cannot add up to one.
+	lft lifetimes
 }
 
 // AddrKey identifies an address as the kernel does, and as event.Addr.ID
@@ -115,7 +121,10 @@ func (t *Table) Update(ev *event.Event) (known bool, changed uint32, wasPublishe
 			e = &addrEntry{}
 			t.addrs[k] = e
 		} else if !e.deleted {
-			changed = addrChanges(&e.v, &ev.Addr)
+			changed = addrChanges(e, ev)
+		}
+		if !ok || e.deleted {
+			e.lft = lifetimesOf(ev)
 		}
 		known, wasPublished = ok && !e.deleted, e.published
 		e.v, e.seen, e.deleted = ev.Addr, t.gen, false
@@ -270,8 +279,11 @@ func linkChanges(a, b *event.Link) uint32 {
 	return c
 }
 
-// addrChanges returns the bits of event.AddrFields that differ.
-func addrChanges(a, b *event.Addr) uint32 {
+// addrChanges returns the bits of event.AddrFields in which ev's address
+// differs from e's. Lifetimes count down, so they are compared by when they
+// end; when that changes, ev's lifetimes become e's reference.
+func addrChanges(e *addrEntry, ev *event.Event) uint32 {
+	a, b := &e.v, &ev.Addr
 	var c uint32
 	set := func(bit int, differ bool) {
 		if differ {
@@ -284,8 +296,46 @@ func addrChanges(a, b *event.Addr) uint32 {
 	set(3, a.Scope != b.Scope)
 	set(4, a.Label != b.Label)
 	set(5, a.Flags != b.Flags)
-	set(6, a.ValidLft != b.ValidLft)
-	set(7, a.PreferredLft != b.PreferredLft)
+	set(6, !sameEnd(e.lft.at, e.lft.valid, ev.Time, b.ValidLft))
+	set(7, !sameEnd(e.lft.at, e.lft.preferred, ev.Time, b.PreferredLft))
 	set(8, a.PrefixLen != b.PrefixLen)
+	if c&(1<<6|1<<7) != 0 {
+		e.lft = lifetimesOf(ev)
+	}
 	return c
+}
+
+// lifetimes is a reading of an address's lifetimes: the seconds left
+// (event.Forever for none) and when nlbridge read them.
+type lifetimes struct {
+	at               time.Time
+	valid, preferred uint32
+}
+
+func lifetimesOf(ev *event.Event) lifetimes {
+	return lifetimes{ev.Time, ev.Addr.ValidLft, ev.Addr.PreferredLft}
+}
+
+// lifetimeSlack is how far apart two readings can put the end of one
+// lifetime. The kernel reports the seconds left as the lifetime less the
+// whole seconds elapsed, so an end computed from a reading is up to a
+// second late; and nlbridge stamps a message when it reads it, a little
+// after the kernel wrote it.
+const lifetimeSlack = 2 * time.Second
+
+// sameEnd reports whether a lifetime with lft seconds left at t ends when
+// one with ref seconds left at refAt does: both forever, or within
+// lifetimeSlack of each other.
+func sameEnd(refAt time.Time, ref uint32, t time.Time, lft uint32) bool {
+	if lft == event.Forever || ref == event.Forever {
+		return lft == ref
+	}
+	refEnd := refAt.Add(time.Duration(ref) * time.Second)
+	end := t.Add(time.Duration(lft) * time.Second)
+	if lft == 0 {
+		// Run out: the kernel reports 0 from then on, whenever it is read.
+		return refEnd.Before(end.Add(lifetimeSlack))
+	}
+	d := end.Sub(refEnd)
+	return d > -lifetimeSlack && d < lifetimeSlack
 }

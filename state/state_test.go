@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -249,5 +250,67 @@ func TestAddrIdentity(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("Vanished = %q\nwant       %q", got, want)
 		}
+	}
+}
+
+// Lifetimes count down; only a change of when they end is a change.
+func TestLifetimes(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	at := func(d time.Duration, valid, preferred uint32) *event.Event {
+		ev := addr(event.NewAddr, 2, "eth0", "192.0.2.9/24")
+		ev.Time, ev.Addr.ValidLft, ev.Addr.PreferredLft = t0.Add(d), valid, preferred
+		return ev
+	}
+	const s = time.Second
+	for _, tt := range []struct {
+		name     string
+		readings []*event.Event // the first is the address as added
+		want     [][]string     // changed fields of each later reading
+	}{
+		{"counting down", []*event.Event{at(0, 1000, 500), at(5*s, 995, 495), at(100*s, 900, 400)},
+			[][]string{nil, nil}},
+		{"whole seconds", []*event.Event{at(0, 1000, 500), at(5999*time.Millisecond, 995, 495), at(6*s+time.Millisecond, 994, 494)},
+			[][]string{nil, nil}},
+		{"late reading", []*event.Event{at(0, 1000, 500), at(10*s+1500*time.Millisecond, 990, 490)},
+			[][]string{nil}},
+		{"preferred run out", []*event.Event{at(0, 1000, 500), at(600*s, 400, 0), at(700*s, 300, 0)},
+			[][]string{nil, nil}},
+		{"valid changed", []*event.Event{at(0, 1000, 500), at(5*s, 2000, 495), at(10*s, 1995, 490)},
+			[][]string{{"valid_lft"}, nil}},
+		{"renewed", []*event.Event{at(0, 1000, 500), at(300*s, 1000, 500)},
+			[][]string{{"valid_lft", "preferred_lft"}}},
+		{"preferred cut short", []*event.Event{at(0, 1000, 500), at(5*s, 995, 0)},
+			[][]string{{"preferred_lft"}}},
+		{"to forever", []*event.Event{at(0, 1000, 500), at(5*s, event.Forever, event.Forever)},
+			[][]string{{"valid_lft", "preferred_lft"}}},
+		{"from forever", []*event.Event{at(0, event.Forever, event.Forever), at(5*s, 1000, event.Forever), at(5*s, 1000, event.Forever)},
+			[][]string{{"valid_lft"}, nil}},
+		{"forever", []*event.Event{at(0, event.Forever, event.Forever), at(5*s, event.Forever, event.Forever)},
+			[][]string{nil}},
+		// Each reading is within the slack of the one before, but the
+		// third is not within it of the first: the reference stays the
+		// first, so the error cannot add up unseen.
+		{"no drift", []*event.Event{at(0, 1000, 500), at(1500*time.Millisecond, 1000, 500), at(3*s, 1000, 500), at(4*s, 999, 499)},
+			[][]string{nil, {"valid_lft", "preferred_lft"}, nil}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := New()
+			publish(tb, tt.readings[0], true)
+			for i, ev := range tt.readings[1:] {
+				_, changed, _ := publish(tb, ev, true)
+				if got := fieldNames(changed); !slices.Equal(got, tt.want[i]) {
+					t.Errorf("reading %d (%v later, valid %d, preferred %d): changed %v, want %v",
+						i+1, ev.Time.Sub(t0), ev.Addr.ValidLft, ev.Addr.PreferredLft, got, tt.want[i])
+				}
+			}
+		})
+	}
+	// A deleted address that comes back is measured from its return.
+	tb := New()
+	publish(tb, at(0, 1000, 500), true)
+	publish(tb, &event.Event{Type: event.DelAddr, Time: t0.Add(10 * time.Second), Addr: at(0, 990, 490).Addr}, false)
+	publish(tb, at(20*time.Second, 1000, 500), true)
+	if _, changed, _ := publish(tb, at(30*time.Second, 990, 490), true); changed != 0 {
+		t.Errorf("address added again, then counting down: changed %v, want none", fieldNames(changed))
 	}
 }
