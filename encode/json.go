@@ -84,6 +84,9 @@ func jsonLink(b []byte, l *event.Link) []byte {
 
 func jsonAddr(b []byte, a *event.Addr) []byte {
 	b = jsonUint(b, `{"index":`, uint64(a.Index))
+	// The id holds digits, letters, '.', ':', '/' and spaces: nothing to
+	// escape.
+	b = append(a.AppendID(append(b, `,"id":"`...)), '"')
 	b = jsonString(b, `,"ifname":`, a.Ifname)
 	b = jsonString(b, `,"family":`, a.Family.String())
 	b = jsonIP(b, `,"address":`, a.Address)
