@@ -95,10 +95,8 @@ var LinkFields = []string{"name", "kind", "state", "enabled", "running", "mtu", 
 	"master", "parent", "alias", "carrier", "flags"}
 
 // AddrFields names the address fields that Event.Changed can mark, by bit.
-// The fields of Addr.ID, which identify the address, cannot change; the
-// others can, and so can an IPv6 address's peer and prefix length, which
-// are not part of its ID ("ip addr replace" changes the prefix length in
-// place).
+// The fields of Addr.ID never change; an IPv6 address's peer and prefix
+// length are not among them, and can.
 var AddrFields = []string{"ifname", "peer", "broadcast", "scope", "label", "flags",
 	"valid_lft", "preferred_lft", "prefix_len"}
 
@@ -183,7 +181,8 @@ type Addr struct {
 // It follows the kernel: IPv4 addresses are told apart by local address,
 // prefix length and peer (10.9.0.1 may be on one interface once per peer),
 // IPv6 addresses by address alone (the kernel refuses the same address
-// twice, and "ip addr replace" changes its prefix length in place).
+// twice whatever the prefix length, and "ip addr replace" changes the peer
+// in place).
 // Family decides the form: any family but Inet6 takes the IPv4 one.
 func (a *Addr) ID() string {
 	var b [64]byte // room for the longest IPv4 form; IPv6 ones fit too

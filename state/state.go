@@ -50,7 +50,7 @@ type addrEntry struct {
 // address, prefix length and peer (one local address can be on an
 // interface once per peer); an IPv6 address by interface index and address
 // alone, with PrefixLen and Peer zero (the kernel refuses an IPv6 address
-// twice, and changes its prefix length in place).
+// twice whatever the prefix length, and can change the peer in place).
 type AddrKey struct {
 	Index     uint32
 	Family    event.Family

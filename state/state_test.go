@@ -225,7 +225,8 @@ func TestAddrIdentity(t *testing.T) {
 	if _, n := tb.Len(); n != 5 {
 		t.Errorf("Len: %d addresses, want 5", n)
 	}
-	// ip addr replace changes an IPv6 address's prefix length in place.
+	// An IPv6 address seen again with another prefix length (deleted and
+	// added again while the messages were lost) is the same address.
 	known, changed, _ := publish(tb, addr6(event.NewAddr, 2, "2001:db8::1/56"), true)
 	if got := fieldNames(changed); !known || !slices.Equal(got, []string{"prefix_len"}) {
 		t.Errorf("IPv6 prefix length change: known %v, changed %v, want true [prefix_len]", known, got)
