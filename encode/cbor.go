@@ -6,7 +6,6 @@ import (
 	"math/bits"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -274,14 +273,15 @@ func macText(hw net.HardwareAddr) string {
 // the id begins with the address and, for IPv4, holds the peer.
 func idTexts(a *event.Addr) (id, address, peer string) {
 	var b [64]byte // room for any id
-	id = string(a.AppendID(b[:0]))
-	if a.Family == event.Inet6 {
-		return id, id, ipText(a.Peer)
+	text := a.AppendID(b[:0])
+	addrEnd, peerStart, peerEnd := idParts(text, a.Family)
+	id = string(text)
+	if peerEnd > peerStart {
+		peer = id[peerStart:peerEnd]
+	} else {
+		peer = ipText(a.Peer)
 	}
-	address, rest, _ := strings.Cut(id, " peer ")
-	address, _, _ = strings.Cut(address, "/")
-	peer, _, _ = strings.Cut(rest, "/")
-	return id, address, peer
+	return id, id[:addrEnd], peer
 }
 
 // ipText returns ip as text without its zone, as jsonIP writes it, or ""

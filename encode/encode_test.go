@@ -642,7 +642,9 @@ func TestAppend(t *testing.T) {
 			peer := ipv6Addr()
 			peer.Addr.Family, peer.Addr.PrefixLen = event.Inet, 32
 			peer.Addr.Address, peer.Addr.Peer = netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
-			for _, ev := range []event.Event{vethLink(), ipv6Addr(), peer} {
+			long := ipv6Addr()
+			long.Addr.Address = netip.MustParseAddr("2001:db8:1234:5678:9abc:def0:1234:5678")
+			for _, ev := range []event.Event{vethLink(), ipv6Addr(), peer, long} {
 				buf := make([]byte, 0, 1024)
 				allocs := testing.AllocsPerRun(100, func() {
 					buf, _ = tt.enc.Append(buf[:0], &ev)
