@@ -2,6 +2,7 @@ package encode
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 	"unicode/utf8"
@@ -97,6 +98,7 @@ type mirrorLink struct {
 
 type mirrorAddr struct {
 	Index        uint32   `json:"index"`
+	ID           string   `json:"id"`
 	Ifname       string   `json:"ifname"`
 	Family       string   `json:"family"`
 	Address      string   `json:"address"`
@@ -186,6 +188,16 @@ func toMirror(ev *event.Event, forCBOR bool) *mirror {
 	}
 	if a.PreferredLft != event.Forever {
 		m.Addr.PreferredLft = &a.PreferredLft
+	}
+	// The id as ip(8) prints the address: "local/len", "local peer
+	// peer/len", or for IPv6 the address alone.
+	switch {
+	case a.Family == event.Inet6:
+		m.Addr.ID = m.Addr.Address
+	case m.Addr.Peer != "":
+		m.Addr.ID = fmt.Sprintf("%s peer %s/%d", m.Addr.Address, m.Addr.Peer, a.PrefixLen)
+	default:
+		m.Addr.ID = fmt.Sprintf("%s/%d", m.Addr.Address, a.PrefixLen)
 	}
 	return m
 }

@@ -22,7 +22,8 @@ import (
 //
 // CBOR fills structs that mirror the message, reused from one Append to the
 // next, and has fxamacker/cbor/v2 encode them. Once warm, it allocates only
-// the strings it formats: the time and the MAC or IP addresses.
+// the strings it formats: the time and the MAC, or the address's id, of
+// which its address and peer are parts.
 type CBOR struct{}
 
 // ContentType returns "application/cbor".
@@ -109,6 +110,7 @@ type (
 
 	cborAddr struct {
 		Index     uint32   `cbor:"index"`
+		ID        string   `cbor:"id"`
 		Ifname    string   `cbor:"ifname"`
 		Family    string   `cbor:"family"`
 		Address   string   `cbor:"address"`
@@ -208,12 +210,14 @@ func (s *cborState) fillLink(l *event.Link) {
 }
 
 func (s *cborState) fillAddr(a *event.Addr) {
+	id, address, peer := idTexts(a)
 	s.addr = cborAddr{
 		Index:     a.Index,
+		ID:        id,
 		Ifname:    validUTF8(a.Ifname),
 		Family:    a.Family.String(),
-		Address:   ipText(a.Address),
-		Peer:      ipText(a.Peer),
+		Address:   address,
+		Peer:      peer,
 		PrefixLen: a.PrefixLen,
 		Broadcast: ipText(a.Broadcast),
 		Scope:     scopeNames[a.Scope],
@@ -263,6 +267,21 @@ func macText(hw net.HardwareAddr) string {
 	}
 	var b [3 * 8]byte // room for most addresses; longer ones grow the slice
 	return string(appendMAC(b[:0], hw))
+}
+
+// idTexts returns a's id, address and peer as text, allocating one string:
+// the id begins with the address and, for IPv4, holds the peer.
+func idTexts(a *event.Addr) (id, address, peer string) {
+	var b [64]byte // room for any id
+	text := a.AppendID(b[:0])
+	addrEnd, peerStart, peerEnd := idParts(text, a.Family)
+	id = string(text)
+	if peerEnd > peerStart {
+		peer = id[peerStart:peerEnd]
+	} else {
+		peer = ipText(a.Peer)
+	}
+	return id, id[:addrEnd], peer
 }
 
 // ipText returns ip as text without its zone, as jsonIP writes it, or ""

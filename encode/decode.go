@@ -231,7 +231,7 @@ var (
 	addrEventKeys = []string{"v", "type", "host", "boot", "seq", "time", "dump", "changed", "addr"}
 	syncKeys      = []string{"v", "type", "host", "boot", "seq", "time", "reason", "interface", "links", "addrs", "first_seq"}
 	linkKeys      = []string{"index", "name", "kind", "state", "enabled", "running", "mtu", "mac", "master", "parent", "alias", "carrier", "flags"}
-	addrKeys      = []string{"index", "ifname", "family", "address", "peer", "prefix_len", "broadcast", "scope", "label", "flags", "valid_lft", "preferred_lft"}
+	addrKeys      = []string{"index", "id", "ifname", "family", "address", "peer", "prefix_len", "broadcast", "scope", "label", "flags", "valid_lft", "preferred_lft"}
 )
 
 // eventOf turns a parsed message into an event.
@@ -333,6 +333,7 @@ func (d *decoder) link(o object, l *event.Link) {
 func (d *decoder) addr(o object, a *event.Addr) {
 	d.known(o, addrKeys)
 	a.Index = uint32(d.uint(o, "index", math.MaxUint32))
+	id := d.str(o, "id")
 	a.Ifname = d.str(o, "ifname")
 	switch f := d.str(o, "family"); {
 	case d.err != nil:
@@ -360,6 +361,11 @@ func (d *decoder) addr(o object, a *event.Addr) {
 	a.Flags = d.bits(o, "flags", addrFlagNames(a.Family))
 	a.ValidLft = uint32(d.optUint(o, "valid_lft", math.MaxUint32, uint64(event.Forever)))
 	a.PreferredLft = uint32(d.optUint(o, "preferred_lft", math.MaxUint32, uint64(event.Forever)))
+	// The id repeats the fields that identify the address; an event holds
+	// them once.
+	if d.err == nil && id != a.ID() {
+		d.fail(o, "id", "is %s, but the address is %s", describe(id), describe(a.ID()))
+	}
 }
 
 // decoder reads the members of a message's objects and keeps the first

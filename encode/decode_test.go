@@ -72,8 +72,8 @@ func decodeEvents() map[string]event.Event {
 				PrefixLen: 64, Scope: 253, Flags: 0x01 | 0x200 | 0x1000,
 				ValidLft: 86400, PreferredLft: 14400},
 		}, 44),
-		"ipv6 unknown interface": hdr(event.Event{
-			Type: event.NewAddr,
+		"ipv6 unknown interface, prefix changed": hdr(event.Event{
+			Type: event.NewAddr, Changed: 1 << 8, // prefix_len
 			Addr: event.Addr{Index: 99, Family: event.Inet6, Address: netip.MustParseAddr("2001:db8::1"),
 				PrefixLen: 128, ValidLft: event.Forever, PreferredLft: event.Forever},
 		}, 45),
@@ -181,7 +181,7 @@ const validLink = `{"v":1,"type":"NEWLINK","host":"h","boot":"b","seq":5,"time":
 	`"link":{"index":2,"name":"eth1","kind":"veth","state":"down","enabled":false,"running":false,"mtu":1500,"mac":"de:e3:1d:f3:0e:32","carrier":false,"flags":["broadcast","multicast"]}}`
 
 const validAddr = `{"v":1,"type":"NEWADDR","host":"h","boot":"b","seq":7,"time":"2026-11-27T08:36:28.363377217Z","dump":false,` +
-	`"addr":{"index":3,"ifname":"eth0.100","family":"inet","address":"192.0.2.10","prefix_len":24,"scope":"global","label":"eth0.100","flags":["permanent"]}}`
+	`"addr":{"index":3,"id":"192.0.2.10/24","ifname":"eth0.100","family":"inet","address":"192.0.2.10","prefix_len":24,"scope":"global","label":"eth0.100","flags":["permanent"]}}`
 
 const validSync = `{"v":1,"type":"SYNC","host":"h","boot":"b","seq":14,"time":"2026-11-27T08:36:28.709583850Z","reason":"request","links":3,"addrs":3,"first_seq":8}`
 
@@ -237,8 +237,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"changed not an array", strings.Replace(validLink, `"link"`, `"changed":"mtu","link"`, 1), `changed: want an array of names, got "mtu"`},
 		{"family", strings.Replace(validAddr, `"inet"`, `"ipv4"`, 1), `addr.family: want "inet" or "inet6", got "ipv4"`},
 		{"address family", strings.Replace(validAddr, `"inet"`, `"inet6"`, 1), `addr.address: "192.0.2.10" is not an inet6 address`},
-		{"address bad", strings.Replace(validAddr, `192.0.2.10`, `192.0.2.300`, 1), `addr.address: want an IP address, got "192.0.2.300"`},
-		{"address zone", strings.Replace(strings.Replace(validAddr, `"inet"`, `"inet6"`, 1), `192.0.2.10`, `fe80::1%eth0`, 1), `addr.address: "fe80::1%eth0" has a zone`},
+		{"address bad", strings.Replace(validAddr, `"address":"192.0.2.10"`, `"address":"192.0.2.300"`, 1), `addr.address: want an IP address, got "192.0.2.300"`},
+		{"address zone", strings.Replace(strings.Replace(validAddr, `"inet"`, `"inet6"`, 1), `"address":"192.0.2.10"`, `"address":"fe80::1%eth0"`, 1), `addr.address: "fe80::1%eth0" has a zone`},
 		{"address missing", strings.Replace(validAddr, `"address":"192.0.2.10",`, ``, 1), "addr.address: missing"},
 		{"peer family", strings.Replace(validAddr, `"prefix_len"`, `"peer":"::1","prefix_len"`, 1), `addr.peer: "::1" is not an inet address`},
 		{"prefix too long", strings.Replace(validAddr, `"prefix_len":24`, `"prefix_len":33`, 1), "addr.prefix_len: 33 is longer than an inet address"},
@@ -250,6 +250,13 @@ func TestDecodeErrors(t *testing.T) {
 		{"temporary on inet", strings.Replace(validAddr, `"permanent"`, `"temporary"`, 1), `addr.flags: unknown name "temporary"`},
 		{"valid_lft negative", strings.Replace(validAddr, `"flags"`, `"valid_lft":-5,"flags"`, 1), "addr.valid_lft: want an integer from 0 to 4294967295, got -5"},
 		{"label number", strings.Replace(validAddr, `"label":"eth0.100"`, `"label":7`, 1), "addr.label: want a string, got 7"},
+		{"id missing", strings.Replace(validAddr, `"id":"192.0.2.10/24",`, ``, 1), "addr.id: missing"},
+		{"id number", strings.Replace(validAddr, `"id":"192.0.2.10/24"`, `"id":24`, 1), "addr.id: want a string, got 24"},
+		{"id prefix", strings.Replace(validAddr, `"192.0.2.10/24"`, `"192.0.2.10/25"`, 1), `addr.id: is "192.0.2.10/25", but the address is "192.0.2.10/24"`},
+		{"id without peer", strings.Replace(validAddr, `"prefix_len"`, `"peer":"192.0.2.1","prefix_len"`, 1),
+			`addr.id: is "192.0.2.10/24", but the address is "192.0.2.10 peer 192.0.2.1/24"`},
+		{"id of inet6 with prefix", strings.NewReplacer(`"inet"`, `"inet6"`, `"192.0.2.10/24"`, `"2001:db8::1/24"`, `192.0.2.10`, `2001:db8::1`).Replace(validAddr),
+			`addr.id: is "2001:db8::1/24", but the address is "2001:db8::1"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Decode("application/json", []byte(tt.doc))
@@ -394,6 +401,7 @@ func FuzzDecodeEncoded(f *testing.F) {
 	f.Add(uint8(event.NewLink), "veth0", "veth", uint32(0x11043), []byte{2, 0x42, 0xac, 0x11, 0, 2}, uint32(3), uint64(42), int64(123456789))
 	f.Add(uint8(event.NewAddr), "eth0", "", uint32(0x1201), []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint32(86400), uint64(43), int64(0))
 	f.Add(uint8(event.DelAddr), "tun\xff", "x\u2028", uint32(0x81), []byte{192, 0, 2, 1}, uint32(event.Forever), uint64(0), int64(1))
+	f.Add(uint8(event.NewAddr), "ppp0", "", uint32(0x84), []byte{10, 9, 0, 2}, uint32(1000), uint64(44), int64(2)) // 10.9.0.2 peer 10.9.0.1
 	f.Add(uint8(event.Sync), "lo", "startup", uint32(0), []byte(nil), uint32(7), uint64(1<<63), int64(-1))
 	f.Fuzz(func(t *testing.T, typ uint8, name, text string, flags uint32, raw []byte, n uint32, seq uint64, nsec int64) {
 		ev := event.Event{

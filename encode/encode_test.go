@@ -298,6 +298,7 @@ var encodeTests = []encodeTest{
 			"dump": false,
 			"addr": map[string]any{
 				"index":         2,
+				"id":            "2001:db8::a1b2:c3d4:e5f6:789a",
 				"ifname":        "eth0",
 				"family":        "inet6",
 				"address":       "2001:db8::a1b2:c3d4:e5f6:789a",
@@ -333,6 +334,7 @@ var encodeTests = []encodeTest{
 			"dump": true,
 			"addr": map[string]any{
 				"index":      2,
+				"id":         "192.0.2.10/24",
 				"ifname":     "eth0",
 				"family":     "inet",
 				"address":    "192.0.2.10",
@@ -367,6 +369,7 @@ var encodeTests = []encodeTest{
 			"dump": false,
 			"addr": map[string]any{
 				"index":         9,
+				"id":            "10.0.0.1 peer 10.0.0.2/32",
 				"ifname":        "tun0",
 				"family":        "inet",
 				"address":       "10.0.0.1",
@@ -402,6 +405,7 @@ var encodeTests = []encodeTest{
 			"dump": true,
 			"addr": map[string]any{
 				"index":      3,
+				"id":         "fe80::1",
 				"ifname":     "",
 				"family":     "inet6",
 				"address":    "fe80::1",
@@ -435,6 +439,7 @@ var encodeTests = []encodeTest{
 			"dump": true,
 			"addr": map[string]any{
 				"index":      1,
+				"id":         "127.0.0.1/8",
 				"ifname":     "lo",
 				"family":     "inet",
 				"address":    "127.0.0.1",
@@ -506,7 +511,7 @@ var encodeTests = []encodeTest{
 			"dump":    false,
 			"changed": []any{"valid_lft", "preferred_lft"},
 			"addr": map[string]any{
-				"index": 2, "ifname": "eth0", "family": "inet6", "address": "2001:db8::a1b2:c3d4:e5f6:789a",
+				"index": 2, "id": "2001:db8::a1b2:c3d4:e5f6:789a", "ifname": "eth0", "family": "inet6", "address": "2001:db8::a1b2:c3d4:e5f6:789a",
 				"prefix_len": 64, "scope": "global", "flags": []any{"temporary", "noprefixroute", "0x1000"},
 				"valid_lft": 86400, "preferred_lft": 14400,
 			},
@@ -530,7 +535,7 @@ var encodeTests = []encodeTest{
 var keyOrder = map[string][]string{
 	"":     {"v", "type", "host", "boot", "seq", "time", "dump", "changed", "link", "addr", "reason", "interface", "links", "addrs", "first_seq"},
 	"link": {"index", "name", "kind", "state", "enabled", "running", "mtu", "mac", "master", "parent", "alias", "carrier", "flags"},
-	"addr": {"index", "ifname", "family", "address", "peer", "prefix_len", "broadcast", "scope", "label", "flags", "valid_lft", "preferred_lft"},
+	"addr": {"index", "id", "ifname", "family", "address", "peer", "prefix_len", "broadcast", "scope", "label", "flags", "valid_lft", "preferred_lft"},
 }
 
 func TestJSON(t *testing.T) {
@@ -607,7 +612,8 @@ func TestCBOR(t *testing.T) {
 
 // TestAppend checks that both encoders append to dst, and that JSON
 // allocates nothing when dst has room and CBOR, once warm, only the strings
-// it formats: the time, and the MAC or the address.
+// it formats: the time, and the MAC or the address's id (which holds its
+// address and peer).
 func TestAppend(t *testing.T) {
 	for _, tt := range []struct {
 		enc       Encoder
@@ -633,7 +639,12 @@ func TestAppend(t *testing.T) {
 			if raceEnabled && tt.maxAllocs > 0 {
 				return // sync.Pool drops items at random under the race detector
 			}
-			for _, ev := range []event.Event{vethLink(), ipv6Addr()} {
+			peer := ipv6Addr()
+			peer.Addr.Family, peer.Addr.PrefixLen = event.Inet, 32
+			peer.Addr.Address, peer.Addr.Peer = netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")
+			long := ipv6Addr()
+			long.Addr.Address = netip.MustParseAddr("2001:db8:1234:5678:9abc:def0:1234:5678")
+			for _, ev := range []event.Event{vethLink(), ipv6Addr(), peer, long} {
 				buf := make([]byte, 0, 1024)
 				allocs := testing.AllocsPerRun(100, func() {
 					buf, _ = tt.enc.Append(buf[:0], &ev)

@@ -103,6 +103,7 @@ func FuzzEvent(f *testing.F) {
 	f.Add(uint8(event.NewLink), "veth0", "veth", uint32(0x11043), []byte{2, 0x42, 0xac, 0x11, 0, 2}, uint32(3), uint64(42), int64(123456789))
 	f.Add(uint8(event.NewAddr), "eth0", "", uint32(0x1201), []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint32(86400), uint64(43), int64(0))
 	f.Add(uint8(event.DelAddr), "tun\xff", "x\u2028", uint32(0x81), []byte{192, 0, 2, 1}, uint32(event.Forever), uint64(0), int64(1))
+	f.Add(uint8(event.NewAddr), "ppp0", "", uint32(0x84), []byte{10, 9, 0, 2}, uint32(1000), uint64(44), int64(2)) // 10.9.0.2 peer 10.9.0.1
 	f.Add(uint8(event.Sync), "lo", "startup", uint32(0), []byte(nil), uint32(7), uint64(1<<63), int64(-1))
 	f.Fuzz(func(t *testing.T, typ uint8, name, text string, flags uint32, raw []byte, n uint32, seq uint64, nsec int64) {
 		ev := event.Event{

@@ -84,10 +84,21 @@ func jsonLink(b []byte, l *event.Link) []byte {
 
 func jsonAddr(b []byte, a *event.Addr) []byte {
 	b = jsonUint(b, `{"index":`, uint64(a.Index))
+	// The id holds digits, letters, '.', ':', '/' and spaces: nothing to
+	// escape. It begins with the address and, for IPv4, holds the peer,
+	// which are copied from it rather than formatted again.
+	b = append(b, `,"id":"`...)
+	id := len(b)
+	b = a.AppendID(b)
+	addrEnd, peerStart, peerEnd := idParts(b[id:], a.Family)
+	b = append(b, '"')
 	b = jsonString(b, `,"ifname":`, a.Ifname)
 	b = jsonString(b, `,"family":`, a.Family.String())
-	b = jsonIP(b, `,"address":`, a.Address)
-	if a.Peer.IsValid() {
+	b = append(append(append(b, `,"address":"`...), b[id:id+addrEnd]...), '"')
+	switch {
+	case peerEnd > peerStart:
+		b = append(append(append(b, `,"peer":"`...), b[id+peerStart:id+peerEnd]...), '"')
+	case a.Peer.IsValid():
 		b = jsonIP(b, `,"peer":`, a.Peer)
 	}
 	b = jsonUint(b, `,"prefix_len":`, uint64(a.PrefixLen))

@@ -1,6 +1,7 @@
 package encode
 
 import (
+	"bytes"
 	"math/bits"
 	"net"
 	"strconv"
@@ -144,4 +145,20 @@ func fieldNames(fields []string) (names [32]string) {
 		}
 	}
 	return names
+}
+
+// idParts finds the address and the peer in an id that event.Addr.AppendID
+// wrote for an address of family f: the address is id[:addrEnd], and the
+// peer id[peerStart:peerEnd] when it is there (IPv4 with a peer; IPv6 ids
+// hold no peer).
+func idParts(id []byte, f event.Family) (addrEnd, peerStart, peerEnd int) {
+	if f == event.Inet6 {
+		return len(id), 0, 0
+	}
+	slash := bytes.LastIndexByte(id, '/')
+	addrEnd = bytes.IndexByte(id[:slash], ' ')
+	if addrEnd < 0 {
+		return slash, 0, 0
+	}
+	return addrEnd, addrEnd + len(" peer "), slash
 }

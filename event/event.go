@@ -95,8 +95,10 @@ var LinkFields = []string{"name", "kind", "state", "enabled", "running", "mtu", 
 	"master", "parent", "alias", "carrier", "flags"}
 
 // AddrFields names the address fields that Event.Changed can mark, by bit.
+// The fields of Addr.ID never change; an IPv6 address's peer and prefix
+// length are not among them, and can.
 var AddrFields = []string{"ifname", "peer", "broadcast", "scope", "label", "flags",
-	"valid_lft", "preferred_lft"}
+	"valid_lft", "preferred_lft", "prefix_len"}
 
 // Link is the state of one network interface, as the kernel reported it.
 type Link struct {
@@ -169,6 +171,34 @@ type Addr struct {
 	// address does not expire.
 	ValidLft     uint32
 	PreferredLft uint32
+}
+
+// ID returns the identity of a within its interface as ip(8) writes the
+// address: "192.0.2.1/24" for IPv4, "10.9.0.1 peer 10.9.0.2/32" for IPv4
+// with a peer (the prefix length is the peer's), and "2001:db8::1" for
+// IPv6, without a zone. Consumers key addresses by Index and ID.
+//
+// It follows the kernel: IPv4 addresses are told apart by local address,
+// prefix length and peer (10.9.0.1 may be on one interface once per peer),
+// IPv6 addresses by address alone (the kernel refuses the same address
+// twice whatever the prefix length, and "ip addr replace" changes the peer
+// in place).
+// Family decides the form: any family but Inet6 takes the IPv4 one.
+func (a *Addr) ID() string {
+	var b [64]byte // room for the longest IPv4 form; IPv6 ones fit too
+	return string(a.AppendID(b[:0]))
+}
+
+// AppendID appends a.ID() to b and returns the extended slice.
+func (a *Addr) AppendID(b []byte) []byte {
+	b = a.Address.WithZone("").AppendTo(b)
+	if a.Family == Inet6 {
+		return b
+	}
+	if a.Peer.IsValid() {
+		b = a.Peer.WithZone("").AppendTo(append(b, " peer "...))
+	}
+	return strconv.AppendUint(append(b, '/'), uint64(a.PrefixLen), 10)
 }
 
 // Reason says why a dump happened; it is the "reason" field of SYNC.

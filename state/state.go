@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -68,17 +69,40 @@ type linkEntry struct {
 type addrEntry struct {
 	entry
 	v event.Addr
+	// lft is the reading of the lifetimes that later ones are compared
+	// with: that of the last value whose lifetimes changed in substance,
+	// so that lifetimes counting down are no change and the kernel's
+	// rounding cannot add up to one.
+	lft lifetimes
 }
 
-// AddrKey identifies an address: the interface index, the address and the
-// prefix length, as the kernel does.
+// AddrKey identifies an address as the kernel does, and as event.Addr.ID
+// names it within its interface: an IPv4 address by interface index, local
+// address, prefix length and peer (one local address can be on an
+// interface once per peer); an IPv6 address by interface index and address
+// alone, with PrefixLen and Peer zero (the kernel refuses an IPv6 address
+// twice whatever the prefix length, and can change the peer in place).
 type AddrKey struct {
 	Index     uint32
+	Family    event.Family
 	Addr      netip.Addr
 	PrefixLen uint8
+	Peer      netip.Addr // invalid when there is none
 }
 
-func keyOf(a *event.Addr) AddrKey { return AddrKey{a.Index, a.Address, a.PrefixLen} }
+func keyOf(a *event.Addr) AddrKey {
+	k := AddrKey{Index: a.Index, Family: a.Family, Addr: a.Address.WithZone("")}
+	if a.Family != event.Inet6 {
+		k.PrefixLen, k.Peer = a.PrefixLen, a.Peer.WithZone("")
+	}
+	return k
+}
+
+// compare orders keys by index, family, address, prefix length and peer.
+func (k AddrKey) compare(o AddrKey) int {
+	return cmp.Or(cmp.Compare(k.Index, o.Index), cmp.Compare(k.Family, o.Family), k.Addr.Compare(o.Addr),
+		cmp.Compare(k.PrefixLen, o.PrefixLen), k.Peer.Compare(o.Peer))
+}
 
 // New returns an empty table that publishes the objects scope allows (all
 // of them when scope is nil).
@@ -265,7 +289,9 @@ func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event
 	}
 	var changed uint32
 	if e.held && e.exists {
-		changed = addrChanges(&e.v, a)
+		changed = addrChanges(e, ev)
+	} else {
+		e.lft = lifetimesOf(ev) // consumers hold no value to compare with
 	}
 	if !e.exists || changed != 0 {
 		e.synced = false
@@ -464,10 +490,7 @@ func sortedAddrs(m map[AddrKey]*addrEntry) []*addrEntry {
 	return out
 }
 
-func compareAddrs(a, b *addrEntry) int {
-	return cmp.Or(cmp.Compare(a.v.Index, b.v.Index), a.v.Address.Compare(b.v.Address),
-		cmp.Compare(a.v.PrefixLen, b.v.PrefixLen))
-}
+func compareAddrs(a, b *addrEntry) int { return keyOf(&a.v).compare(keyOf(&b.v)) }
 
 // linkChanges returns the bits of event.LinkFields that differ.
 func linkChanges(a, b *event.Link) uint32 {
@@ -492,8 +515,11 @@ func linkChanges(a, b *event.Link) uint32 {
 	return c
 }
 
-// addrChanges returns the bits of event.AddrFields that differ.
-func addrChanges(a, b *event.Addr) uint32 {
+// addrChanges returns the bits of event.AddrFields in which ev's address
+// differs from e's. Lifetimes count down, so they are compared by when they
+// end; when that changes, ev's lifetimes become e's reference.
+func addrChanges(e *addrEntry, ev *event.Event) uint32 {
+	a, b := &e.v, &ev.Addr
 	var c uint32
 	set := func(bit int, differ bool) {
 		if differ {
@@ -506,7 +532,46 @@ func addrChanges(a, b *event.Addr) uint32 {
 	set(3, a.Scope != b.Scope)
 	set(4, a.Label != b.Label)
 	set(5, a.Flags != b.Flags)
-	set(6, a.ValidLft != b.ValidLft)
-	set(7, a.PreferredLft != b.PreferredLft)
+	set(6, !sameEnd(e.lft.at, e.lft.valid, ev.Time, b.ValidLft))
+	set(7, !sameEnd(e.lft.at, e.lft.preferred, ev.Time, b.PreferredLft))
+	set(8, a.PrefixLen != b.PrefixLen)
+	if c&(1<<6|1<<7) != 0 {
+		e.lft = lifetimesOf(ev)
+	}
 	return c
+}
+
+// lifetimes is a reading of an address's lifetimes: the seconds left
+// (event.Forever for none) and when nlbridge read them.
+type lifetimes struct {
+	at               time.Time
+	valid, preferred uint32
+}
+
+func lifetimesOf(ev *event.Event) lifetimes {
+	return lifetimes{ev.Time, ev.Addr.ValidLft, ev.Addr.PreferredLft}
+}
+
+// lifetimeSlack is how far apart two readings can put the end of one
+// lifetime. The kernel reports the seconds left as the lifetime less the
+// whole seconds elapsed, so an end computed from a reading is up to a
+// second late; and nlbridge stamps a message when it reads it, a little
+// after the kernel wrote it.
+const lifetimeSlack = 2 * time.Second
+
+// sameEnd reports whether a lifetime with lft seconds left at t ends when
+// one with ref seconds left at refAt does: both forever, or within
+// lifetimeSlack of each other.
+func sameEnd(refAt time.Time, ref uint32, t time.Time, lft uint32) bool {
+	if lft == event.Forever || ref == event.Forever {
+		return lft == ref
+	}
+	refEnd := refAt.Add(time.Duration(ref) * time.Second)
+	end := t.Add(time.Duration(lft) * time.Second)
+	if lft == 0 {
+		// Run out: the kernel reports 0 from then on, whenever it is read.
+		return refEnd.Before(end.Add(lifetimeSlack))
+	}
+	d := end.Sub(refEnd)
+	return d > -lifetimeSlack && d < lifetimeSlack
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -320,5 +321,145 @@ func BenchmarkApply(b *testing.B) {
 		for i := range out {
 			tb.Published(&out[i], true)
 		}
+	}
+}
+
+// fieldNames lists the names of the event.AddrFields bits set in changed.
+func fieldNames(changed uint32) []string {
+	var names []string
+	for i, n := range event.AddrFields {
+		if changed&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// peerAddr returns an IPv4 address with a peer, as "ip addr add local peer
+// peer/bits" makes it.
+func peerAddr(typ event.Type, index uint32, local, peer string) *event.Event {
+	p := netip.MustParsePrefix(peer)
+	ev := addr(typ, index, "ppp0", local+"/32")
+	ev.Addr.Peer, ev.Addr.PrefixLen = p.Addr(), uint8(p.Bits())
+	return ev
+}
+
+func addr6(typ event.Type, index uint32, a string) *event.Event {
+	ev := addr(typ, index, "eth0", a)
+	ev.Addr.Family = event.Inet6
+	return ev
+}
+
+// Addresses are told apart as the kernel tells them apart: IPv4 ones by
+// local address, prefix length and peer, IPv6 ones by address alone.
+func TestAddrIdentity(t *testing.T) {
+	tb := New(nil)
+	for _, ev := range []*event.Event{
+		peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.3/32"),
+		peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.2/32"),
+		addr(event.NewAddr, 2, "ppp0", "10.9.0.1/32"),
+		addr(event.NewAddr, 2, "ppp0", "10.9.0.1/24"),
+		addr6(event.NewAddr, 2, "2001:db8::1/64"),
+	} {
+		_, before := tb.Len()
+		out := publish(tb, ev, true)
+		if _, after := tb.Len(); len(out) != 1 || after != before+1 {
+			t.Errorf("NEWADDR %s: known, want a new address", ev.Addr.ID())
+		}
+	}
+	if _, n := tb.Len(); n != 5 {
+		t.Errorf("Len: %d addresses, want 5", n)
+	}
+	// An IPv6 address seen again with another prefix length (deleted and
+	// added again while the messages were lost) is the same address.
+	out := publish(tb, addr6(event.NewAddr, 2, "2001:db8::1/56"), true)
+	if _, n := tb.Len(); len(out) != 1 || n != 5 || !slices.Equal(fieldNames(out[0].Changed), []string{"prefix_len"}) {
+		t.Errorf("IPv6 prefix length change: %d addresses, published %+v, want 5 and changed [prefix_len]", n, out)
+	}
+	// A resync that shows all but one of the peers deletes that one, not
+	// its namesake. The order is the keys', every time.
+	for range 20 {
+		tb := New(nil)
+		for _, p := range []string{"10.9.0.4/32", "10.9.0.2/32", "10.9.0.3/32", "10.9.0.3/31"} {
+			publish(tb, peerAddr(event.NewAddr, 2, "10.9.0.1", p), true)
+		}
+		tb.BeginDump()
+		if out := publish(tb, peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.3/32"), true); len(out) != 0 {
+			t.Fatalf("dumped again: published %+v, want nothing", out)
+		}
+		var got []string
+		for _, ev := range tb.Vanished("", nil) {
+			got = append(got, ev.Type.String()+" "+ev.Addr.ID())
+		}
+		want := []string{"DELADDR 10.9.0.1 peer 10.9.0.3/31", "DELADDR 10.9.0.1 peer 10.9.0.2/32", "DELADDR 10.9.0.1 peer 10.9.0.4/32"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Vanished = %q\nwant       %q", got, want)
+		}
+	}
+}
+
+// Lifetimes count down; only a change of when they end is a change.
+func TestLifetimes(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	at := func(d time.Duration, valid, preferred uint32) *event.Event {
+		ev := addr(event.NewAddr, 2, "eth0", "192.0.2.9/24")
+		ev.Time, ev.Addr.ValidLft, ev.Addr.PreferredLft = t0.Add(d), valid, preferred
+		return ev
+	}
+	const s = time.Second
+	for _, tt := range []struct {
+		name     string
+		readings []*event.Event // the first is the address as added
+		want     [][]string     // changed fields of each later reading
+	}{
+		{"counting down", []*event.Event{at(0, 1000, 500), at(5*s, 995, 495), at(100*s, 900, 400)},
+			[][]string{nil, nil}},
+		{"whole seconds", []*event.Event{at(0, 1000, 500), at(5999*time.Millisecond, 995, 495), at(6*s+time.Millisecond, 994, 494)},
+			[][]string{nil, nil}},
+		{"late reading", []*event.Event{at(0, 1000, 500), at(10*s+1500*time.Millisecond, 990, 490)},
+			[][]string{nil}},
+		{"preferred run out", []*event.Event{at(0, 1000, 500), at(600*s, 400, 0), at(700*s, 300, 0)},
+			[][]string{nil, nil}},
+		{"valid changed", []*event.Event{at(0, 1000, 500), at(5*s, 2000, 495), at(10*s, 1995, 490)},
+			[][]string{{"valid_lft"}, nil}},
+		{"renewed", []*event.Event{at(0, 1000, 500), at(300*s, 1000, 500)},
+			[][]string{{"valid_lft", "preferred_lft"}}},
+		{"preferred cut short", []*event.Event{at(0, 1000, 500), at(5*s, 995, 0)},
+			[][]string{{"preferred_lft"}}},
+		{"to forever", []*event.Event{at(0, 1000, 500), at(5*s, event.Forever, event.Forever)},
+			[][]string{{"valid_lft", "preferred_lft"}}},
+		{"from forever", []*event.Event{at(0, event.Forever, event.Forever), at(5*s, 1000, event.Forever), at(5*s, 1000, event.Forever)},
+			[][]string{{"valid_lft"}, nil}},
+		{"forever", []*event.Event{at(0, event.Forever, event.Forever), at(5*s, event.Forever, event.Forever)},
+			[][]string{nil}},
+		// Each reading is within the slack of the one before, but the
+		// third is not within it of the first: the reference stays the
+		// first, so the error cannot add up unseen.
+		{"no drift", []*event.Event{at(0, 1000, 500), at(1500*time.Millisecond, 1000, 500), at(3*s, 1000, 500), at(4*s, 999, 499)},
+			[][]string{nil, {"valid_lft", "preferred_lft"}, nil}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := New(nil)
+			publish(tb, tt.readings[0], true)
+			for i, ev := range tt.readings[1:] {
+				out := publish(tb, ev, true)
+				var got []string
+				if len(out) > 0 {
+					got = fieldNames(out[0].Changed)
+				}
+				if (len(out) > 0) != (tt.want[i] != nil) || !slices.Equal(got, tt.want[i]) {
+					t.Errorf("reading %d (%v later, valid %d, preferred %d): changed %v, want %v",
+						i+1, ev.Time.Sub(t0), ev.Addr.ValidLft, ev.Addr.PreferredLft, got, tt.want[i])
+				}
+			}
+		})
+	}
+	// A deleted address that comes back is measured from its return.
+	tb := New(nil)
+	publish(tb, at(0, 1000, 500), true)
+	publish(tb, &event.Event{Type: event.DelAddr, Time: t0.Add(10 * time.Second), Addr: at(0, 990, 490).Addr}, false)
+	publish(tb, at(20*time.Second, 1000, 500), true)
+	if out := publish(tb, at(30*time.Second, 990, 490), true); len(out) != 0 {
+		t.Errorf("address added again, then counting down: published %+v, want nothing", out)
 	}
 }

@@ -377,7 +377,7 @@ func TestWatchJSONFiltered(t *testing.T) {
 
 	boot := b1.Boot()
 	want := `{"v":1,"type":"NEWLINK","host":"web.01","boot":"` + boot + `","seq":2,"time":"2026-11-27T09:00:01.123456789Z","dump":false,"link":{"index":3,"name":"eth0.100","kind":"vlan","state":"up","enabled":true,"running":true,"mtu":1500,"mac":"08:00:27:41:de:23","parent":2,"carrier":true,"flags":["up","broadcast","running","multicast","lower_up"]}}` + "\n" +
-		`{"v":1,"type":"NEWADDR","host":"web.01","boot":"` + boot + `","seq":3,"time":"2026-11-27T09:00:01.123456789Z","dump":false,"addr":{"index":3,"ifname":"eth0.100","family":"inet","address":"192.0.2.10","prefix_len":24,"scope":"global","label":"eth0.100","flags":["permanent"]}}` + "\n" +
+		`{"v":1,"type":"NEWADDR","host":"web.01","boot":"` + boot + `","seq":3,"time":"2026-11-27T09:00:01.123456789Z","dump":false,"addr":{"index":3,"id":"192.0.2.10/24","ifname":"eth0.100","family":"inet","address":"192.0.2.10","prefix_len":24,"scope":"global","label":"eth0.100","flags":["permanent"]}}` + "\n" +
 		`{"v":1,"type":"DELLINK","host":"web.01","boot":"` + boot + `","seq":5,"time":"2026-11-27T09:00:01.123456789Z","dump":false,"link":{"index":3,"name":"eth0.100","kind":"vlan","state":"up","enabled":true,"running":true,"mtu":1500,"mac":"08:00:27:41:de:23","parent":2,"carrier":true,"flags":["up","broadcast","running","multicast","lower_up"]}}` + "\n"
 	waitOutput(t, stdout, "the DELLINK", func(s string) bool { return strings.Contains(s, "DELLINK") })
 	stop()

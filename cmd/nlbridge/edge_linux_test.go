@@ -233,7 +233,7 @@ type edgeAddr struct {
 // edgeState is what the strict consumer holds.
 type edgeState struct {
 	links map[uint32]edgeLink
-	addrs map[string]edgeAddr // by "index address/prefix_len"
+	addrs map[string]edgeAddr // by "index id", see consumerAddrKey
 }
 
 // addrFlagNames are the address flags the strict comparison looks at, by
@@ -279,7 +279,7 @@ func applyStrict(msgs []msg) edgeState {
 			delete(s.links, uint32(m.obj("link")["index"].(float64)))
 		case "NEWADDR", "DELADDR":
 			a := m.obj("addr")
-			key := fmt.Sprintf("%v %v/%v", a["index"], a["address"], a["prefix_len"])
+			key := consumerAddrKey(a)
 			if m.str("type") == "DELADDR" {
 				delete(s.addrs, key)
 				continue

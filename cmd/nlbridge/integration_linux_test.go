@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/sys/unix"
 
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/internal/nstest"
@@ -124,7 +125,7 @@ func testPipeline(t *testing.T, enc config.Encoding) {
 				continue
 			}
 			checkObj(t, m.subject, a, map[string]any{
-				"index": float64(v0), "ifname": "v0.1", "family": "inet", "address": "192.0.2.1",
+				"index": float64(v0), "id": "192.0.2.1/24", "ifname": "v0.1", "family": "inet", "address": "192.0.2.1",
 				"prefix_len": float64(24), "broadcast": "192.0.2.255", "scope": "global",
 				"label": "v0.1", "flags": []any{"permanent"},
 			})
@@ -260,7 +261,7 @@ func checkObj(t *testing.T, where string, got, want map[string]any) {
 // state is what a consumer holds after applying events in order.
 type state struct {
 	links map[float64]string // index → name
-	addrs map[string]bool    // "index address/prefix"
+	addrs map[string]bool    // "index id", see consumerAddrKey
 }
 
 func apply(msgs []msg) state {
@@ -273,15 +274,14 @@ func apply(msgs []msg) state {
 			index := m.obj("link")["index"].(float64)
 			delete(s.links, index)
 			// A deleted link's addresses go with it.
-			prefix := fmt.Sprintf("%v ", index)
+			prefix := fmt.Sprintf("%d ", uint32(index))
 			for k := range s.addrs {
 				if strings.HasPrefix(k, prefix) {
 					delete(s.addrs, k)
 				}
 			}
 		case "NEWADDR", "DELADDR":
-			a := m.obj("addr")
-			key := fmt.Sprintf("%v %v/%v", a["index"], a["address"], a["prefix_len"])
+			key := consumerAddrKey(m.obj("addr"))
 			s.addrs[key] = m.str("type") == "NEWADDR"
 			if !s.addrs[key] {
 				delete(s.addrs, key)
@@ -313,15 +313,35 @@ func kernelState(t *testing.T, ns *nstest.NS) state {
 	return want
 }
 
-// kernelAddrKey names an address the kernel lists as a consumer keys it:
-// "index address/prefix_len".
+// consumerAddrKey is the key of a published address, as the README tells
+// consumers to key them: its index and id.
+func consumerAddrKey(a map[string]any) string {
+	return fmt.Sprintf("%d %s", uint32(a["index"].(float64)), a["id"])
+}
+
+// kernelAddrKey names an address the kernel lists as consumerAddrKey does,
+// from what tells the kernel's addresses apart (net/ipv4/devinet.c
+// find_matching_ifa, net/ipv6/addrconf.c ipv6_chk_same_addr): for IPv4 the
+// local address, the prefix length and the peer ("index local/len", or
+// "index local peer peer/len"); for IPv6 the address alone ("index
+// address"). IPv4 messages carry the local address in IFA_LOCAL and the
+// peer, or the local address again, in IFA_ADDRESS; IPv6 ones carry the
+// address in IFA_ADDRESS, or in IFA_LOCAL when IFA_ADDRESS is a peer.
 func kernelAddrKey(a rtnetlink.AddressMessage) string {
-	ip := a.Attributes.Local
-	if ip == nil {
-		ip = a.Attributes.Address
+	local, peer := a.Attributes.Local, a.Attributes.Address
+	if local == nil {
+		local = peer
 	}
-	addr, _ := netip.AddrFromSlice(ip)
-	return fmt.Sprintf("%v %v/%v", a.Index, addr.Unmap(), a.PrefixLength)
+	l, _ := netip.AddrFromSlice(local)
+	p, _ := netip.AddrFromSlice(peer)
+	l, p = l.Unmap(), p.Unmap()
+	switch {
+	case a.Family == unix.AF_INET6:
+		return fmt.Sprintf("%d %v", a.Index, l)
+	case p.IsValid() && p != l:
+		return fmt.Sprintf("%d %v peer %v/%d", a.Index, l, p, a.PrefixLength)
+	}
+	return fmt.Sprintf("%d %v/%d", a.Index, l, a.PrefixLength)
 }
 
 func (s state) equal(o state) bool {
