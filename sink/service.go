@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nlbridge/nlbridge/event"
@@ -203,29 +204,49 @@ func (srv *Service) serve(req micro.Request, body DumpRequest) {
 	}
 	switch {
 	case errors.Is(err, source.ErrNoInterface):
-		_ = req.Error("404", err.Error(), nil)
-		return
+		srv.replyError(req, "404", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		_ = req.Error("504", "dump not complete within the request's timeout", nil)
-		return
+		srv.replyError(req, "504", "dump not complete within the request's timeout")
 	case err != nil:
-		_ = req.Error("500", "dump failed: "+err.Error(), nil)
-		return
+		srv.replyError(req, "500", "dump failed: "+err.Error())
 	case marker.Seq == 0:
 		// The SYNC, or a message of the dump, did not reach the NATS
 		// client: a reply must name only seqs that were published.
-		_ = req.Error("503", "dump not published: NATS unreachable; retry", nil)
-		return
+		srv.replyError(req, "503", "dump not published: NATS unreachable; retry")
+	default:
+		data, _ := json.Marshal(DumpReply{ // cannot fail
+			Host:      srv.sink.host,
+			Boot:      srv.sink.boot,
+			Interface: body.Interface,
+			Links:     marker.Sync.Links,
+			Addrs:     marker.Sync.Addrs,
+			FirstSeq:  marker.Sync.FirstSeq,
+			LastSeq:   marker.Seq,
+		})
+		srv.reply(req, &nats.Msg{Data: data})
 	}
-	_ = req.RespondJSON(DumpReply{
-		Host:      srv.sink.host,
-		Boot:      srv.sink.boot,
-		Interface: body.Interface,
-		Links:     marker.Sync.Links,
-		Addrs:     marker.Sync.Addrs,
-		FirstSeq:  marker.Sync.FirstSeq,
-		LastSeq:   marker.Seq,
-	})
+}
+
+// replyError sends a micro error reply from serve.
+func (srv *Service) replyError(req micro.Request, code, description string) {
+	srv.reply(req, &nats.Msg{Header: nats.Header{
+		micro.ErrorHeader:     []string{description},
+		micro.ErrorCodeHeader: []string{code},
+	}})
+}
+
+// reply sends m to the requester. serve runs after the micro handler has
+// returned, and micro.Request's Respond and Error record their outcome in
+// the request, which micro reads once the handler returns: calling them
+// from serve would be a data race. So serve publishes its reply itself.
+func (srv *Service) reply(req micro.Request, m *nats.Msg) {
+	if req.Reply() == "" {
+		return // nobody waits
+	}
+	m.Subject = req.Reply()
+	if err := srv.sink.nc.PublishMsg(m); err != nil {
+		srv.sink.log.Debug("dump service: reply", "error", err)
+	}
 }
 
 // Stop stops taking requests, fails those in flight and waits for them.
