@@ -88,6 +88,7 @@ type dumpReq struct {
 	reason event.Reason
 	iface  string          // the interface the caller asked for, or ""
 	done   chan dumpResult // buffered: the reader never blocks on it
+	again  bool            // queued again after its dump failed
 }
 
 type dumpResult struct {
@@ -481,6 +482,7 @@ func (n *Netlink) failedLocked(d *dump, err error) {
 		if r.reason == event.ReasonRequest {
 			r.done <- dumpResult{err: err}
 		} else {
+			r.again = true
 			retry = append(retry, r)
 		}
 	}
@@ -558,7 +560,18 @@ func (n *Netlink) startQueuedLocked() {
 	}
 	reqs := n.queued
 	n.queued = nil
-	n.c.merged.Add(uint64(len(reqs) - 1))
+	// Merged counts each request that rides along with another once: not
+	// again when its failed dump is retried.
+	fresh := 0
+	for _, r := range reqs {
+		if !r.again {
+			fresh++
+		}
+	}
+	if fresh == len(reqs) {
+		fresh-- // one of them starts the dump
+	}
+	n.c.merged.Add(uint64(fresh))
 	d := &dump{reqs: reqs, reason: reason, iface: iface}
 	if err := n.requestLocked(d, rtmGetLink); err != nil {
 		n.failedLocked(d, err)
