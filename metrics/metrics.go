@@ -246,6 +246,8 @@ var counters = []struct {
 		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Dumps }},
 	{"nlbridge_dump_retries_total", "Dumps restarted because the kernel interrupted them (NLM_F_DUMP_INTR).",
 		func(s *source.Stats, _ *sink.Stats) uint64 { return s.DumpRetries }},
+	{"nlbridge_dump_failures_total", "Dumps that failed (interrupted too often, or a kernel error); startup and resync dumps are tried again.",
+		func(s *source.Stats, _ *sink.Stats) uint64 { return s.DumpFailures }},
 	{"nlbridge_dump_requests_merged_total", "Dump requests answered by a dump that another request started.",
 		func(s *source.Stats, _ *sink.Stats) uint64 { return s.Merged }},
 	{"nlbridge_dump_requests_delayed_total", "Dump requests held back by the minimum interval between dumps.",

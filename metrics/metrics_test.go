@@ -32,7 +32,7 @@ func fake() (Sources, *atomic.Bool, *atomic.Bool) {
 	return Sources{
 		Source: func() source.Stats {
 			return source.Stats{Messages: 101, Events: 102, Skipped: 103, DecodeErrors: 104, Foreign: 111, Overflows: 105,
-				Resyncs: 106, Dumps: 107, DumpRetries: 108, Merged: 109, Delayed: 110}
+				Resyncs: 106, Dumps: 107, DumpRetries: 108, Merged: 109, Delayed: 110, DumpFailures: 112}
 		},
 		Sink: func() sink.Stats {
 			return sink.Stats{Published: 201, PublishErrors: 202, Unchanged: 203, Reconciled: 204, Reconnects: 205, Filtered: 206}
@@ -138,6 +138,7 @@ func TestMetrics(t *testing.T) {
 		{"nlbridge_resyncs_total", 106, "Dumps made to recover from lost netlink notifications (overflows, undecodable messages)."},
 		{"nlbridge_dumps_total", 107, "Completed dumps of links and addresses."},
 		{"nlbridge_dump_retries_total", 108, "Dumps restarted because the kernel interrupted them (NLM_F_DUMP_INTR)."},
+		{"nlbridge_dump_failures_total", 112, "Dumps that failed (interrupted too often, or a kernel error); startup and resync dumps are tried again."},
 		{"nlbridge_dump_requests_merged_total", 109, "Dump requests answered by a dump that another request started."},
 		{"nlbridge_dump_requests_delayed_total", 110, "Dump requests held back by the minimum interval between dumps."},
 		{"nlbridge_published_total", 201, "Messages handed to the NATS client."},

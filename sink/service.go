@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nlbridge/nlbridge/event"
+	"github.com/nlbridge/nlbridge/source"
 )
 
 // Dumper publishes a dump, of every interface or of the one named iface,
@@ -29,7 +32,8 @@ const (
 	// maxInFlight bounds the dump requests being served at once; more get a
 	// 503 reply rather than a goroutine each.
 	maxInFlight = 1024
-	// dumpTimeout bounds how long one request waits for its dump.
+	// dumpTimeout bounds how long one request waits for its dump, and the
+	// timeout a request may ask for.
 	dumpTimeout = 30 * time.Second
 )
 
@@ -39,6 +43,12 @@ type DumpRequest struct {
 	// Interface narrows the dump to the link of that name and its
 	// addresses.
 	Interface string `json:"interface,omitempty"`
+	// Timeout is how long the caller waits for the reply, as a Go
+	// duration ("100ms", "5s"), at most 30s; nlbridge drops the request
+	// when it has passed. Empty means 30s.
+	Timeout string `json:"timeout,omitempty"`
+
+	timeout time.Duration // Timeout, parsed
 }
 
 // DumpReply is the reply to a dump request, sent once every message of the
@@ -70,6 +80,17 @@ func ParseDumpRequest(body []byte) (DumpRequest, error) {
 	}
 	if err := checkIfname(req.Interface); err != nil {
 		return req, fmt.Errorf("bad dump request: interface: %w", err)
+	}
+	req.timeout = dumpTimeout
+	if req.Timeout != "" {
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil {
+			return req, fmt.Errorf("bad dump request: timeout: %w", err)
+		}
+		if d <= 0 || d > dumpTimeout {
+			return req, fmt.Errorf("bad dump request: timeout %s is not in (0s, %s]", req.Timeout, dumpTimeout)
+		}
+		req.timeout = d
 	}
 	return req, nil
 }
@@ -171,27 +192,61 @@ func (srv *Service) handle(req micro.Request) {
 	}()
 }
 
-// serve asks for a dump and replies once the server has all of it.
+// serve asks for a dump and replies once the server has all of it. The
+// dumper drops the request when its timeout has passed, so that requests
+// whose callers have gone do not pile up.
 func (srv *Service) serve(req micro.Request, body DumpRequest) {
-	ctx, cancel := context.WithTimeout(srv.ctx, dumpTimeout)
+	ctx, cancel := context.WithTimeout(srv.ctx, cmp.Or(body.timeout, dumpTimeout))
 	defer cancel()
 	marker, err := srv.dumper.Dump(ctx, event.ReasonRequest, body.Interface)
 	if err == nil {
 		err = srv.sink.Flush(ctx)
 	}
-	if err != nil {
-		_ = req.Error("500", "dump failed: "+err.Error(), nil)
-		return
+	switch {
+	case errors.Is(err, source.ErrNoInterface):
+		srv.replyError(req, "404", err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		srv.replyError(req, "504", "dump not complete within the request's timeout")
+	case err != nil:
+		srv.replyError(req, "500", "dump failed: "+err.Error())
+	case marker.Seq == 0:
+		// The SYNC, or a message of the dump, did not reach the NATS
+		// client: a reply must name only seqs that were published.
+		srv.replyError(req, "503", "dump not published: NATS unreachable; retry")
+	default:
+		data, _ := json.Marshal(DumpReply{ // cannot fail
+			Host:      srv.sink.host,
+			Boot:      srv.sink.boot,
+			Interface: body.Interface,
+			Links:     marker.Sync.Links,
+			Addrs:     marker.Sync.Addrs,
+			FirstSeq:  marker.Sync.FirstSeq,
+			LastSeq:   marker.Seq,
+		})
+		srv.reply(req, &nats.Msg{Data: data})
 	}
-	_ = req.RespondJSON(DumpReply{
-		Host:      srv.sink.host,
-		Boot:      srv.sink.boot,
-		Interface: body.Interface,
-		Links:     marker.Sync.Links,
-		Addrs:     marker.Sync.Addrs,
-		FirstSeq:  marker.Sync.FirstSeq,
-		LastSeq:   marker.Seq,
-	})
+}
+
+// replyError sends a micro error reply from serve.
+func (srv *Service) replyError(req micro.Request, code, description string) {
+	srv.reply(req, &nats.Msg{Header: nats.Header{
+		micro.ErrorHeader:     []string{description},
+		micro.ErrorCodeHeader: []string{code},
+	}})
+}
+
+// reply sends m to the requester. serve runs after the micro handler has
+// returned, and micro.Request's Respond and Error record their outcome in
+// the request, which micro reads once the handler returns: calling them
+// from serve would be a data race. So serve publishes its reply itself.
+func (srv *Service) reply(req micro.Request, m *nats.Msg) {
+	if req.Reply() == "" {
+		return // nobody waits
+	}
+	m.Subject = req.Reply()
+	if err := srv.sink.nc.PublishMsg(m); err != nil {
+		srv.sink.log.Debug("dump service: reply", "error", err)
+	}
 }
 
 // Stop stops taking requests, fails those in flight and waits for them.

@@ -1,10 +1,8 @@
 //go:build linux
 
-package source
+package source_test
 
 import (
-	"encoding/binary"
-	"io"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/sink"
+	"github.com/nlbridge/nlbridge/source"
 )
 
 // BenchmarkPipeline runs captured kernel datagrams through everything after
@@ -66,19 +65,19 @@ func BenchmarkPipeline(b *testing.B) {
 						b.Fatal(err)
 					}
 					if i == 1 {
-						patchAttr(b, m, 16+16, iflaMTU, 1400)      // after nlmsghdr and ifinfomsg
-						patchAttr(b, m, 16+8, ifaFlags, 0x80|0x20) // permanent deprecated
+						source.PatchAttr(b, m, 16+16, source.IflaMTU, 1400)      // after nlmsghdr and ifinfomsg
+						source.PatchAttr(b, m, 16+8, source.IfaFlags, 0x80|0x20) // permanent deprecated
 					}
 					dgrams[i] = append(dgrams[i], m...)
 				}
 			}
-			n := &Netlink{dec: newDecoder(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			n := source.NewReader()
 			var ev event.Event
 			b.ReportAllocs()
 			b.ResetTimer()
 			atomic.StoreInt64(&want, int64(b.N/2*2))
 			for i := range b.N / 2 {
-				n.datagram(dgrams[i%2], time.Now(), out, &ev)
+				n.Datagram(dgrams[i%2], time.Now(), out, &ev)
 			}
 			if b.N >= 2 {
 				select {
@@ -93,25 +92,4 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 		})
 	}
-}
-
-// patchAttr sets the 32-bit attribute typ of the netlink message in b, whose
-// attributes start at off, to v. It does nothing to messages of other kinds.
-func patchAttr(tb testing.TB, b []byte, off int, typ uint16, v uint32) {
-	tb.Helper()
-	wantType := uint16(rtmNewLink)
-	if typ == ifaFlags {
-		wantType = rtmNewAddr
-	}
-	if binary.NativeEndian.Uint16(b[4:6]) != wantType {
-		return
-	}
-	a := attrs{b: b[off:]}
-	for a.next() {
-		if a.typ == typ && len(a.data) == 4 {
-			binary.NativeEndian.PutUint32(a.data, v)
-			return
-		}
-	}
-	tb.Fatalf("no attribute %d in the captured message", typ)
 }

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -30,15 +32,22 @@ const (
 	// replies of at most 32 KiB; a larger datagram grows the buffer.
 	recvSize = 64 << 10
 
-	// maxDumpAttempts bounds the retries of a dump that the kernel keeps
-	// interrupting (NLM_F_DUMP_INTR) because the tables change under it.
-	maxDumpAttempts = 10
-
 	// rtextFilterSkipStats asks the kernel to leave the interface counters
 	// out of link dumps: nlbridge does not publish them, and they are the
 	// largest attributes of a link message.
 	rtextFilterSkipStats = 1 << 3
+
+	// retryBase and retryCap bound the backoff before a failed startup or
+	// resync dump is tried again: it doubles from retryBase to retryCap.
+	retryBase = 100 * time.Millisecond
+	retryCap  = 3 * time.Second
 )
+
+// maxDumpAttempts bounds the attempts of a dump that the kernel keeps
+// interrupting (NLM_F_DUMP_INTR) because the tables change under it; then
+// the dump fails (and a startup or resync dump is tried again later). A
+// variable so that tests can lower it.
+var maxDumpAttempts = 10
 
 // Netlink is the rtnetlink source: one socket that has joined the link and
 // address groups, from which Run reads events and the replies to the dumps
@@ -48,6 +57,7 @@ type Netlink struct {
 	conn *netlink.Conn   // the one socket: notifications and dump replies
 	raw  syscall.RawConn // conn's descriptor, read directly into buf
 	pid  uint32          // conn's port ID, the destination of our dump replies
+	look *netlink.Conn   // a second socket, in no group: Dump asks it whether an interface exists
 	log  *slog.Logger
 	c    counters
 
@@ -58,22 +68,27 @@ type Netlink struct {
 
 	minInterval time.Duration // least time from a dump's end to a requested one's start
 
-	mu      sync.Mutex
-	running bool        // Run has started
-	closed  bool        // Run has returned: Dump fails at once
-	active  *dump       // the dump in progress, nil when none
-	queued  []*dumpReq  // requests for the next dumps
-	lastEnd time.Time   // when the last dump ended
-	timer   *time.Timer // starts requests held back by minInterval
-	closing sync.Once   // Close is idempotent
-	closeEr error       // the first Close's result
+	mu        sync.Mutex
+	running   bool        // Run has started
+	closed    bool        // Run has returned: Dump fails at once
+	active    *dump       // the dump in progress, nil when none
+	queued    []*dumpReq  // requests waiting for the next dump, which answers them all
+	lastEnd   time.Time   // when the last dump ended
+	holdUntil time.Time   // no dump starts before: the backoff after a failed repair
+	failures  int         // startup or resync dumps failed in a row
+	timer     *time.Timer // starts the queued requests once they may start
+	timerAt   time.Time   // when timer fires
+	closing   sync.Once   // Close is idempotent
+	closeEr   error       // the first Close's result
 }
 
-// dumpReq is one caller of Dump waiting for a complete dump.
+// dumpReq is one caller of Dump waiting for a complete dump, or a resync
+// that nlbridge asked for itself.
 type dumpReq struct {
 	reason event.Reason
-	iface  string          // the interface the dump is narrowed to, or ""
+	iface  string          // the interface the caller asked for, or ""
 	done   chan dumpResult // buffered: the reader never blocks on it
+	again  bool            // queued again after its dump failed
 }
 
 type dumpResult struct {
@@ -82,13 +97,19 @@ type dumpResult struct {
 }
 
 // dump is the state of the dump in progress: links first, then addresses.
+// A narrowed dump (iface set) asks for its link by name and then for that
+// link's addresses only.
 type dump struct {
-	reqs     []*dumpReq // every caller that this dump answers
-	reason   event.Reason
-	iface    string // the interface it is narrowed to, or ""
-	begun    bool   // Begin has been handed on
+	reqs   []*dumpReq   // every caller that this dump answers; n.mu guards it
+	reason event.Reason // startup, request or resync: what the sink publishes
+	iface  string       // the interface it is narrowed to, or ""
+	begun  bool         // a message of it has been read: no request may join; n.mu guards it
+
+	// The rest is owned by Run once the dump has started.
+	told     bool   // Begin has been handed on for the current attempt
 	typ      uint16 // rtmGetLink or rtmGetAddr: the request in flight
 	seq      uint32 // its netlink sequence number
+	index    uint32 // the narrowed dump's link index, from the kernel's reply
 	intr     bool   // the kernel flagged a message NLM_F_DUMP_INTR
 	attempts int
 	links    int
@@ -105,6 +126,7 @@ func Open(cfg Config) (*Netlink, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	nc := &netlink.Config{Groups: groups}
+	lc := &netlink.Config{}
 	if cfg.NetNS != "" {
 		f, err := openNetNS(cfg.NetNS)
 		if err != nil {
@@ -112,6 +134,7 @@ func Open(cfg Config) (*Netlink, error) {
 		}
 		defer f.Close()
 		nc.NetNS = int(f.Fd())
+		lc.NetNS = nc.NetNS
 	}
 	conn, err := netlink.Dial(unix.NETLINK_ROUTE, nc)
 	if err != nil {
@@ -120,21 +143,35 @@ func Open(cfg Config) (*Netlink, error) {
 		}
 		return nil, fmt.Errorf("source: dial rtnetlink: %w", err)
 	}
+	// Strict checking makes the kernel honour the filters of dump requests:
+	// a narrowed dump asks for the addresses of one link only.
+	if err := conn.SetOption(netlink.GetStrictCheck, true); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("source: set NETLINK_GET_STRICT_CHK: %w", err)
+	}
+	look, err := netlink.Dial(unix.NETLINK_ROUTE, lc)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("source: dial rtnetlink for interface lookups: %w", err)
+	}
 	n := &Netlink{
 		minInterval: cfg.MinDumpInterval,
 		conn:        conn,
 		pid:         conn.PID(),
+		look:        look,
 		log:         log,
 		buf:         make([]byte, recvSize),
 		dec:         newDecoder(),
 	}
 	if n.raw, err = conn.SyscallConn(); err != nil {
 		conn.Close()
+		look.Close()
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	if cfg.ReceiveBuffer > 0 {
 		if err := conn.SetReadBuffer(cfg.ReceiveBuffer); err != nil {
 			conn.Close()
+			look.Close()
 			return nil, fmt.Errorf("source: set receive buffer to %d bytes: %w", cfg.ReceiveBuffer, err)
 		}
 		// The kernel reports twice what it grants (it counts overhead).
@@ -284,12 +321,19 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 	n.c.messages.Add(1)
 	n.mu.Lock()
 	d := n.active
-	n.mu.Unlock()
 	isDump := d != nil && m.Header.PID == n.pid && m.Header.Sequence == d.seq
+	if isDump {
+		// From here on the dump may publish: a request arriving now has
+		// not seen what it published before, so it waits for the next.
+		d.begun = true
+	}
+	n.mu.Unlock()
 
 	if isDump {
-		if !d.begun {
-			d.begun = true
+		if !d.told {
+			// Before each attempt's first message: the sink restarts
+			// its count at a Begin, so the SYNC counts the last attempt.
+			d.told = true
 			begin := event.Event{Type: event.Begin, Time: now,
 				Sync: event.SyncInfo{Reason: d.reason, Interface: d.iface}}
 			h.Handle(&begin)
@@ -298,11 +342,10 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 			d.intr = true
 		}
 		switch m.Header.Type {
-		case netlink.Done:
-			n.dumpPartDone(d, m, now, h)
-			return
-		case netlink.Error:
-			n.dumpFailed(d, fmt.Errorf("source: dump: %w", nlError(m.Data)))
+		case netlink.Done, netlink.Error:
+			// NLMSG_DONE ends a dump; NLMSG_ERROR fails it or, with
+			// error 0, acknowledges a narrowed dump's link request.
+			n.dumpPartDone(d, nlError(m.Data), now, h)
 			return
 		}
 	}
@@ -326,6 +369,9 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 	if isDump {
 		if ev.Type.IsLink() {
 			d.links++
+			if d.iface != "" && d.typ == rtmGetLink {
+				d.index = ev.Link.Index // whose addresses come next
+			}
 		} else {
 			d.addrs++
 		}
@@ -345,17 +391,27 @@ func nlError(data []byte) error {
 	return nil
 }
 
-// dumpPartDone ends the links or addresses part of the dump in progress:
-// after links it asks for addresses; after addresses it retries an
-// interrupted dump or publishes the SYNC marker and answers the callers.
-func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Handler) {
-	if err := nlError(m.Data); err != nil {
-		n.dumpFailed(d, fmt.Errorf("source: dump: %w", err))
+// dumpPartDone ends the links or addresses part of the dump in progress,
+// or fails it with the kernel's error: after links it asks for addresses;
+// after addresses it retries an interrupted dump or publishes the SYNC
+// marker and answers the callers.
+func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
+	if kerr != nil {
+		err := fmt.Errorf("source: dump: %w", kerr)
+		if d.iface != "" && errors.Is(kerr, unix.ENODEV) {
+			err = fmt.Errorf("source: dump %s: %w", d.iface, ErrNoInterface) // gone since Dump looked
+		}
+		n.dumpFailed(d, err)
 		return
 	}
 	n.mu.Lock()
 	if d.typ == rtmGetLink {
-		err := n.requestLocked(d, rtmGetAddr)
+		var err error
+		if d.iface != "" && d.index == 0 {
+			err = fmt.Errorf("source: dump %s: the kernel acknowledged but sent no link", d.iface)
+		} else {
+			err = n.requestLocked(d, rtmGetAddr)
+		}
 		n.mu.Unlock()
 		if err != nil {
 			n.dumpFailed(d, err)
@@ -371,7 +427,7 @@ func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Hand
 		}
 		n.c.dumpRetries.Add(1)
 		n.log.Debug("dump interrupted by a concurrent change, retrying", "attempt", d.attempts)
-		d.intr, d.links, d.addrs = false, 0, 0
+		d.intr, d.told, d.index, d.links, d.addrs = false, false, 0, 0, 0
 		err := n.requestLocked(d, rtmGetLink)
 		n.mu.Unlock()
 		if err != nil {
@@ -381,6 +437,7 @@ func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Hand
 	}
 	n.active = nil
 	n.lastEnd = time.Now()
+	n.failures, n.holdUntil = 0, time.Time{}
 	n.mu.Unlock()
 
 	marker := event.Event{Type: event.Sync, Time: now,
@@ -388,105 +445,184 @@ func (n *Netlink) dumpPartDone(d *dump, m netlink.Message, now time.Time, h Hand
 	n.c.events.Add(1)
 	h.Handle(&marker)
 	n.c.dumps.Add(1)
-	if d.reason == event.ReasonResync {
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if slices.ContainsFunc(d.reqs, isResync) {
 		n.c.resyncs.Add(1)
-		n.log.Info("resync after overflow published", "links", marker.Sync.Links, "addrs", marker.Sync.Addrs)
+		n.log.Info("resync after lost notifications published", "reason", d.reason,
+			"links", marker.Sync.Links, "addrs", marker.Sync.Addrs)
 	}
 	for _, r := range d.reqs {
 		r.done <- dumpResult{ev: marker}
 	}
-	n.startQueued()
-}
-
-// dumpFailed answers every caller of the dump in progress with err and
-// moves on to the queued requests.
-func (n *Netlink) dumpFailed(d *dump, err error) {
-	n.log.Error("dump failed", "error", err)
-	n.mu.Lock()
-	n.active = nil
-	n.lastEnd = time.Now()
-	n.mu.Unlock()
-	for _, r := range d.reqs {
-		r.done <- dumpResult{err: err}
-	}
-	n.startQueued()
-}
-
-// startQueued starts the next dump for the requests queued while the last
-// one ran, unless a requested dump must wait for minInterval.
-func (n *Netlink) startQueued() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.startQueuedLocked()
 }
 
-// startQueuedLocked takes the first queued request and every queued one
-// that the same dump answers, and starts that dump. n.mu is held.
+// dumpFailed ends the dump in progress with err and moves on to the queued
+// requests.
+func (n *Netlink) dumpFailed(d *dump, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.active == d {
+		n.active = nil
+		n.lastEnd = time.Now()
+	}
+	n.failedLocked(d, err)
+	n.startQueuedLocked()
+}
+
+// failedLocked answers the requests of the failed dump d with err, and
+// queues its startup or resync again, after a backoff: a repair is never
+// given up while Run runs, or deletions lost in an overflow would never be
+// published. n.mu is held.
+func (n *Netlink) failedLocked(d *dump, err error) {
+	var retry []*dumpReq
+	for _, r := range d.reqs {
+		if r.reason == event.ReasonRequest {
+			r.done <- dumpResult{err: err}
+		} else {
+			r.again = true
+			retry = append(retry, r)
+		}
+	}
+	if errors.Is(err, ErrNoInterface) {
+		n.log.Debug("narrowed dump: the interface is gone", "error", err)
+		return
+	}
+	n.c.dumpFailures.Add(1)
+	if len(retry) == 0 {
+		n.log.Error("dump failed", "reason", d.reason, "interface", d.iface, "error", err)
+		return
+	}
+	n.failures++
+	delay := retryDelay(n.failures)
+	n.holdUntil = time.Now().Add(delay)
+	n.queued = append(retry, n.queued...)
+	n.dedupResyncLocked()
+	n.log.Error("dump failed: trying again", "reason", d.reason, "failures", n.failures, "in", delay, "error", err)
+	n.armLocked(n.holdUntil)
+}
+
+// retryDelay is the wait before the next attempt at a repair that failed
+// failures times in a row: it doubles from retryBase to retryCap, with
+// jitter so that hosts failing together do not retry in lock step.
+func retryDelay(failures int) time.Duration {
+	d := min(retryBase<<min(max(failures-1, 0), 8), retryCap)
+	return d/2 + rand.N(d/2+1)
+}
+
+// dedupResyncLocked keeps only the first of the queued resyncs: one dump
+// repairs every loss before it. n.mu is held.
+func (n *Netlink) dedupResyncLocked() {
+	seen := false
+	n.queued = slices.DeleteFunc(n.queued, func(r *dumpReq) bool {
+		if r.reason != event.ReasonResync {
+			return false
+		}
+		dup := seen
+		seen = true
+		return dup
+	})
+}
+
+// startQueuedLocked starts one dump that answers every queued request,
+// unless a dump is in progress, or the queue must wait: for the backoff
+// after a failed repair, or, when only requests wait, for minInterval
+// after the last dump. n.mu is held.
 func (n *Netlink) startQueuedLocked() {
 	if n.active != nil || len(n.queued) == 0 || n.closed {
 		return
 	}
-	first := n.queued[0]
-	var reqs, rest []*dumpReq
+	reason, iface := event.ReasonResync, n.queued[0].iface
 	for _, r := range n.queued {
-		if r.iface == first.iface {
-			reqs = append(reqs, r)
-		} else {
-			rest = append(rest, r)
+		switch {
+		case r.reason == event.ReasonStartup:
+			reason = r.reason
+		case r.reason == event.ReasonRequest && reason == event.ReasonResync:
+			reason = r.reason // a full request dump repairs as a resync does
+		}
+		if r.iface != iface {
+			iface = "" // requests for different interfaces share a full dump
 		}
 	}
-	reason := event.ReasonResync
+	at := n.holdUntil
+	if reason == event.ReasonRequest && !slices.ContainsFunc(n.queued, isResync) {
+		// Only requests wait: a resync or startup dump never waits for
+		// minInterval, and the requests ride along.
+		if end := n.lastEnd.Add(n.minInterval); end.After(at) {
+			at = end
+		}
+	}
+	if time.Until(at) > 0 {
+		n.armLocked(at)
+		return
+	}
+	reqs := n.queued
+	n.queued = nil
+	// Merged counts each request that rides along with another once: not
+	// again when its failed dump is retried.
+	fresh := 0
 	for _, r := range reqs {
-		if r.reason.Full() {
-			reason = r.reason // a full dump answers a resync too
-			break
+		if !r.again {
+			fresh++
 		}
 	}
-	if reason == event.ReasonRequest {
-		if wait := n.minInterval - time.Since(n.lastEnd); wait > 0 {
-			if n.timer == nil {
-				n.timer = time.AfterFunc(wait, func() {
-					n.mu.Lock()
-					defer n.mu.Unlock()
-					n.timer = nil
-					n.startQueuedLocked()
-				})
-			}
-			return
-		}
+	if fresh == len(reqs) {
+		fresh-- // one of them starts the dump
 	}
-	n.queued = rest
-	n.c.merged.Add(uint64(len(reqs) - 1))
-	n.startLocked(reqs, reason)
-}
-
-// startLocked starts a dump answering reqs. n.mu is held.
-func (n *Netlink) startLocked(reqs []*dumpReq, reason event.Reason) {
-	d := &dump{reqs: reqs, reason: reason, iface: reqs[0].iface}
+	n.c.merged.Add(uint64(fresh))
+	d := &dump{reqs: reqs, reason: reason, iface: iface}
 	if err := n.requestLocked(d, rtmGetLink); err != nil {
-		for _, r := range reqs {
-			r.done <- dumpResult{err: err}
-		}
+		n.failedLocked(d, err)
 		return
 	}
 	n.active = d
 }
 
-// requestLocked sends the dump request typ for d. n.mu is held, so that
-// the reader sees d.seq before it reads the first reply.
+func isResync(r *dumpReq) bool { return r.reason == event.ReasonResync }
+
+// armLocked has the queue looked at again at time at. n.mu is held.
+func (n *Netlink) armLocked(at time.Time) {
+	if n.timer != nil {
+		if n.timerAt.Equal(at) {
+			return
+		}
+		n.timer.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Until(at), func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.timer == t {
+			n.timer = nil
+		}
+		n.startQueuedLocked()
+	})
+	n.timer, n.timerAt = t, at
+}
+
+// requestLocked sends the request typ for d. n.mu is held, so that the
+// reader sees d.seq before it reads the first reply. A full dump asks for
+// every link, then every address; a narrowed one asks for its link by name
+// (not a dump: the kernel looks up that one link) and then for the
+// addresses of that link's index only.
 func (n *Netlink) requestLocked(d *dump, typ uint16) error {
+	flags := netlink.Request | netlink.Dump
 	var data []byte
 	if typ == rtmGetLink {
-		// struct ifinfomsg, then IFLA_EXT_MASK.
-		data = make([]byte, unix.SizeofIfInfomsg+8)
-		binary.NativeEndian.PutUint16(data[16:], 8)
-		binary.NativeEndian.PutUint16(data[18:], unix.IFLA_EXT_MASK)
-		binary.NativeEndian.PutUint32(data[20:], rtextFilterSkipStats)
+		data = linkRequest(d.iface)
+		if d.iface != "" {
+			flags = netlink.Request | netlink.Acknowledge
+		}
 	} else {
-		data = make([]byte, unix.SizeofIfAddrmsg) // AF_UNSPEC: IPv4 and IPv6
+		// struct ifaddrmsg, AF_UNSPEC: IPv4 and IPv6; ifa_index filters
+		// (the socket has NETLINK_GET_STRICT_CHK), 0 is every link.
+		data = make([]byte, unix.SizeofIfAddrmsg)
+		binary.NativeEndian.PutUint32(data[4:], d.index)
 	}
 	sent, err := n.conn.Send(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump},
+		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags},
 		Data:   data,
 	})
 	if err != nil {
@@ -496,24 +632,55 @@ func (n *Netlink) requestLocked(d *dump, typ uint16) error {
 	return nil
 }
 
+// linkRequest is the body of an RTM_GETLINK: struct ifinfomsg, then
+// IFLA_EXT_MASK and, to ask for one link by name, IFLA_IFNAME.
+func linkRequest(name string) []byte {
+	data := make([]byte, unix.SizeofIfInfomsg, unix.SizeofIfInfomsg+8+4+nlmsgAlign(len(name)+1))
+	data = binary.NativeEndian.AppendUint16(data, 8)
+	data = binary.NativeEndian.AppendUint16(data, unix.IFLA_EXT_MASK)
+	data = binary.NativeEndian.AppendUint32(data, rtextFilterSkipStats)
+	if name != "" {
+		data = binary.NativeEndian.AppendUint16(data, uint16(4+len(name)+1))
+		data = binary.NativeEndian.AppendUint16(data, unix.IFLA_IFNAME)
+		data = append(data, name...)
+		data = append(data, make([]byte, nlmsgAlign(len(name)+1)-len(name))...) // NUL and padding
+	}
+	return data
+}
+
 // Dump asks for a dump of links and addresses, of every interface or of
 // the one named iface, and waits until every message of it and the SYNC
 // marker that closes it have been handed to the Handler; it returns that
-// marker as the Handler left it. A request shares the dump in flight when
-// it covers the same interfaces; others queue, share the next dump, and
-// wait until minInterval has passed since the last one ended. Dump needs
-// Run to be running, or to be started, to make progress.
+// marker as the Handler left it.
+//
+// A narrowed request for an interface that does not exist fails at once
+// with ErrNoInterface. A request shares the dump in flight only if that
+// dump covers it and has not read its first message yet, so that a reply
+// never names messages published before the request arrived; otherwise it
+// waits, and every request waiting when the next dump starts shares it: a
+// dump of one interface if they all name the same one, else a full dump.
+// Requests wait for minInterval after the last dump ended, unless a resync
+// waits with them. A request whose ctx is done leaves the queue. A failed
+// dump fails its requests; a startup dump (like the resyncs the source
+// makes by itself) is tried again, with backoff, until it succeeds or Run
+// returns. Dump needs Run to be running, or to be started, to make
+// progress.
 func (n *Netlink) Dump(ctx context.Context, reason event.Reason, iface string) (event.Event, error) {
+	if iface != "" {
+		if err := n.lookup(iface); err != nil {
+			return event.Event{}, err
+		}
+	}
 	r := &dumpReq{reason: reason, iface: iface, done: make(chan dumpResult, 1)}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		return event.Event{}, ErrClosed
 	}
-	if a := n.active; a != nil && a.iface == iface && a.reason.Full() && reason.Full() {
-		// Everything the dump in flight publishes from now on is current,
-		// and what it published before stays current through the events
-		// that follow it in order: its SYNC answers this request too.
+	if a := n.active; a != nil && !a.begun && a.reason.Full() && reason.Full() && (a.iface == "" || a.iface == iface) {
+		// Nothing of the dump in flight has been read, so the caller
+		// receives all it publishes; what changes after the kernel took
+		// its snapshot follows it in order.
 		a.reqs = append(a.reqs, r)
 		n.c.merged.Add(1)
 	} else {
@@ -528,8 +695,41 @@ func (n *Netlink) Dump(ctx context.Context, reason event.Reason, iface string) (
 	case res := <-r.done:
 		return res.ev, res.err
 	case <-ctx.Done():
+		n.drop(r)
 		return event.Event{}, ctx.Err()
 	}
+}
+
+// drop forgets a request whose caller has gone, so that the queue holds
+// only requests that someone waits for.
+func (n *Netlink) drop(r *dumpReq) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	is := func(q *dumpReq) bool { return q == r }
+	n.queued = slices.DeleteFunc(n.queued, is)
+	if a := n.active; a != nil {
+		a.reqs = slices.DeleteFunc(a.reqs, is)
+	}
+	if len(n.queued) == 0 && n.timer != nil {
+		n.timer.Stop()
+		n.timer = nil
+	}
+}
+
+// lookup asks the kernel, on the lookup socket, whether the interface
+// named exists.
+func (n *Netlink) lookup(name string) error {
+	_, err := n.look.Execute(netlink.Message{
+		Header: netlink.Header{Type: rtmGetLink, Flags: netlink.Request},
+		Data:   linkRequest(name),
+	})
+	switch {
+	case errors.Is(err, unix.ENODEV):
+		return fmt.Errorf("source: dump %s: %w", name, ErrNoInterface)
+	case err != nil:
+		return fmt.Errorf("source: look up interface %s: %w", name, err)
+	}
+	return nil
 }
 
 // overflow records lost kernel messages and schedules a dump so that
@@ -550,14 +750,13 @@ func (n *Netlink) resync(why string) {
 }
 
 // queueResync queues a full dump with reason resync, unless one is queued
-// and not started yet.
+// and not started yet. The next dump to start answers it, whatever else
+// waits, and starts without waiting for minInterval.
 func (n *Netlink) queueResync() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, r := range n.queued {
-		if r.iface == "" {
-			return // a dump of everything is queued and not started: it will do
-		}
+	if slices.ContainsFunc(n.queued, isResync) {
+		return
 	}
 	n.queued = append(n.queued, &dumpReq{reason: event.ReasonResync, done: make(chan dumpResult, 1)})
 	n.startQueuedLocked()
@@ -611,8 +810,8 @@ func (n *Netlink) finish() {
 // Stats returns the source's counters.
 func (n *Netlink) Stats() Stats { return n.c.stats() }
 
-// Close closes the socket. Call it after Run has returned; it is idempotent.
+// Close closes the sockets. Call it after Run has returned; it is idempotent.
 func (n *Netlink) Close() error {
-	n.closing.Do(func() { n.closeEr = n.conn.Close() })
+	n.closing.Do(func() { n.closeEr = errors.Join(n.conn.Close(), n.look.Close()) })
 	return n.closeEr
 }

@@ -183,11 +183,18 @@ func FuzzDatagram(f *testing.F) {
 // TestIntegrationDumpInterrupted dumps a namespace whose links and
 // addresses keep changing: the kernel flags such dumps NLM_F_DUMP_INTR, and
 // every Dump must still complete, retried until the kernel has given a
-// consistent one.
+// consistent one. Each attempt starts with a Begin, and the SYNC counts the
+// objects of the last attempt only.
 func TestIntegrationDumpInterrupted(t *testing.T) {
 	ns := nstest.New(t)
 	ns.AddVethPairs(t, "p", 300)
-	src := startSource(t, ns, HandlerFunc(func(*event.Event) {}))
+	var mu sync.Mutex
+	v := newView()
+	src := startSource(t, ns, HandlerFunc(func(ev *event.Event) {
+		mu.Lock()
+		v.apply(ev)
+		mu.Unlock()
+	}))
 	churn, stopChurn := context.WithCancel(context.Background())
 	churned := make(chan struct{})
 	go func() {
@@ -221,6 +228,14 @@ func TestIntegrationDumpInterrupted(t *testing.T) {
 	t.Logf("dumps %d, retried %d", s.Dumps, s.DumpRetries)
 	if s.DumpRetries == 0 {
 		t.Errorf("stats = %+v: no dump was interrupted and retried", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range v.countErrs {
+		t.Error(e)
+	}
+	if v.begins != int(s.Dumps+s.DumpRetries) || v.syncs != int(s.Dumps) {
+		t.Errorf("%d Begins and %d SYNCs for %d dumps and %d retries, want a Begin per attempt", v.begins, v.syncs, s.Dumps, s.DumpRetries)
 	}
 }
 

@@ -49,6 +49,11 @@ type Config struct {
 // complete.
 var ErrClosed = errors.New("source: closed")
 
+// ErrNoInterface is returned, wrapped, by Dump when the interface it is
+// asked to dump does not exist, or vanished before its dump ran. Match it
+// with errors.Is.
+var ErrNoInterface = errors.New("no such interface")
+
 // Stats are the source's counters since it was opened.
 type Stats struct {
 	Messages     uint64    // netlink messages read
@@ -60,6 +65,7 @@ type Stats struct {
 	Resyncs      uint64    // dumps made to recover from overflows
 	Dumps        uint64    // completed dumps
 	DumpRetries  uint64    // dumps restarted because the kernel interrupted them
+	DumpFailures uint64    // dumps that failed: interrupted too often, or a kernel error
 	Merged       uint64    // dump requests answered by a dump that another request started
 	Delayed      uint64    // dump requests held back by the minimum interval between dumps
 	LastEvent    time.Time // when the last event was read; zero before the first
@@ -72,6 +78,7 @@ type counters struct {
 	messages, events, skipped, decodeErrors atomic.Uint64
 	foreign                                 atomic.Uint64
 	overflows, resyncs, dumps, dumpRetries  atomic.Uint64
+	dumpFailures                            atomic.Uint64
 	merged, delayed                         atomic.Uint64
 	lastEvent                               atomic.Int64 // Unix nanoseconds
 	running                                 atomic.Bool
@@ -88,6 +95,7 @@ func (c *counters) stats() Stats {
 		Resyncs:      c.resyncs.Load(),
 		Dumps:        c.dumps.Load(),
 		DumpRetries:  c.dumpRetries.Load(),
+		DumpFailures: c.dumpFailures.Load(),
 		Merged:       c.merged.Load(),
 		Delayed:      c.delayed.Load(),
 		Running:      c.running.Load(),

@@ -233,14 +233,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}()
 	}
 	if cfg.Dump.OnStart {
-		marker, err := src.Dump(ctx, event.ReasonStartup, "")
-		switch {
-		case err == nil:
-			log.Info("startup dump published", "links", marker.Sync.Links, "addrs", marker.Sync.Addrs,
-				"first_seq", marker.Sync.FirstSeq, "last_seq", marker.Seq)
-		case ctx.Err() == nil:
-			log.Error("startup dump failed", "error", err)
-		}
+		startupDump(ctx, src, log)
 	}
 	err = <-done
 	// Stop serving requests before the drain; their dumps can no longer run.
@@ -256,6 +249,35 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			"reconciled", o.Reconciled, "reconnects", o.Reconnects)
 	}
 	return err
+}
+
+// startupRetry is the wait before asking again for a startup dump that
+// failed.
+var startupRetry = time.Second
+
+// startupDump publishes the startup dump. The source itself tries a failed
+// startup dump again until it succeeds; should Dump return an error all the
+// same, it is logged and the dump asked for again: without it, consumers
+// would not know what exists until the next request. It returns when the
+// dump is published or ctx is done.
+func startupDump(ctx context.Context, d sink.Dumper, log *slog.Logger) {
+	for failures := 1; ; failures++ {
+		marker, err := d.Dump(ctx, event.ReasonStartup, "")
+		switch {
+		case err == nil:
+			log.Info("startup dump published", "links", marker.Sync.Links, "addrs", marker.Sync.Addrs,
+				"first_seq", marker.Sync.FirstSeq, "last_seq", marker.Seq)
+			return
+		case ctx.Err() != nil || errors.Is(err, source.ErrClosed):
+			return
+		}
+		log.Error("startup dump failed: trying again", "failures", failures, "in", startupRetry, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(startupRetry):
+		}
+	}
 }
 
 // loadBridgeConfig is loadConfig for commands that publish (run, and check,
