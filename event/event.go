@@ -5,6 +5,7 @@
 package event
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -222,6 +223,12 @@ const (
 // and request dumps) rather than only the differences from what was
 // published (resync).
 func (r Reason) Full() bool { return r == ReasonStartup || r == ReasonRequest }
+
+// ErrNoInterface says that a dump was asked for an interface that does not
+// exist, or that vanished before its dump ran. The source returns it,
+// wrapped; the sink's dump service answers it with a 404. Match it with
+// errors.Is.
+var ErrNoInterface = errors.New("no such interface")
 
 // SyncInfo describes a dump: on Begin, what it is for; on the SYNC marker
 // published after it, what it held.

@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nlbridge/nlbridge/event"
-	"github.com/nlbridge/nlbridge/source"
 )
 
 // Dumper publishes a dump, of every interface or of the one named iface,
@@ -203,7 +202,7 @@ func (srv *Service) serve(req micro.Request, body DumpRequest) {
 		err = srv.sink.Flush(ctx)
 	}
 	switch {
-	case errors.Is(err, source.ErrNoInterface):
+	case errors.Is(err, event.ErrNoInterface):
 		srv.replyError(req, "404", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		srv.replyError(req, "504", "dump not complete within the request's timeout")

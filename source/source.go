@@ -50,9 +50,9 @@ type Config struct {
 var ErrClosed = errors.New("source: closed")
 
 // ErrNoInterface is returned, wrapped, by Dump when the interface it is
-// asked to dump does not exist, or vanished before its dump ran. Match it
-// with errors.Is.
-var ErrNoInterface = errors.New("no such interface")
+// asked to dump does not exist, or vanished before its dump ran. It is
+// event.ErrNoInterface, which the sink knows without knowing the source.
+var ErrNoInterface = event.ErrNoInterface
 
 // Stats are the source's counters since it was opened.
 type Stats struct {
