@@ -550,3 +550,33 @@ func TestReplyLine(t *testing.T) {
 		}
 	}
 }
+
+// request-dump tells one host how long it waits, so that the bridge drops
+// the request when nobody waits for it any more; fleet-wide requests,
+// whose replies it waits for one after another, do not say.
+func TestRequestDumpSendsTimeout(t *testing.T) {
+	srv := startServer(t)
+	nc := connect(t, srv)
+	bodies := make(chan string, 2)
+	if _, err := nc.Subscribe("nlbridge.>", func(m *nats.Msg) {
+		bodies <- string(m.Data)
+		_ = m.Respond([]byte(`{"host":"h9","boot":"b","links":0,"addrs":0,"first_seq":1,"last_seq":1}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	requestDumpRun("--server", srv.ClientURL(), "--host", "h9", "--interface", "eth0", "--timeout", "3s")
+	requestDumpRun("--server", srv.ClientURL(), "--timeout", "100ms")
+	for _, want := range []string{`{"interface":"eth0","timeout":"3s"}`, ``} {
+		select {
+		case got := <-bodies:
+			if got != want {
+				t.Errorf("request body %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no request for body %q", want)
+		}
+	}
+}

@@ -82,9 +82,15 @@ var errReported = errors.New("reported")
 // its reply, for every host each reply until o.timeout passes without a
 // new one. It fails if there was no reply, or an error reply.
 func requestDump(ctx context.Context, o requestOptions, stdout, stderr io.Writer) error {
+	req := sink.DumpRequest{Interface: o.iface}
+	if o.host != "" && o.timeout <= 30*time.Second {
+		// The bridge drops the request when this command has stopped
+		// waiting for it, instead of dumping for nobody.
+		req.Timeout = o.timeout.String()
+	}
 	var body []byte
-	if o.iface != "" {
-		body, _ = json.Marshal(sink.DumpRequest{Interface: o.iface}) // cannot fail
+	if req != (sink.DumpRequest{}) {
+		body, _ = json.Marshal(req) // cannot fail
 	}
 	subject := o.control + ".dump"
 	if o.host != "" {
