@@ -163,6 +163,9 @@ func Connect(cfg Config) (*NATS, error) {
 		// No reconnect buffer: while disconnected publishing fails at once,
 		// and the state table, not a backlog, keeps what to catch up on.
 		nats.ReconnectBufSize(-1),
+		// A server that stops answering is found in seconds (conn.go).
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
 			log.Info("connected to NATS", "server", redactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
