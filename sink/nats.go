@@ -87,6 +87,15 @@ type NATS struct {
 	failing  uint64   // publish errors since the last success
 	pending  bool     // something was not published: reconcile on reconnect
 
+	// What the server has not confirmed yet (see confirm and redo).
+	confirmed uint64        // the last seq the server confirmed, or that redo handled
+	conn      uint64        // the connection (nats.go's Reconnects) that seqs after confirmed went to
+	sent      []sentMsg     // NEWLINKs and NEWADDRs published after confirmed, by seq; reused
+	sentDels  []event.Event // DELLINKs and DELADDRs published after confirmed, by seq; reused
+	kick      chan struct{} // wakes the confirmer when something follows confirmed
+	stop      func()        // stops the confirmer
+	confirmer chan struct{} // closed when the confirmer has returned
+
 	attempts   atomic.Uint64 // failed connection attempts in a row
 	published  atomic.Uint64
 	errs       atomic.Uint64
@@ -137,6 +146,7 @@ func Connect(cfg Config) (*NATS, error) {
 		msg:    nats.Msg{Header: nats.Header{"Content-Type": {cfg.Encoder.ContentType()}, "Nats-Msg-Id": {""}}},
 		table:  state.New(),
 		filter: cfg.Filter,
+		kick:   make(chan struct{}, 1),
 	}
 	security, err := securityOptions(cfg.Auth, cfg.TLS)
 	if err != nil {
@@ -211,7 +221,11 @@ func Connect(cfg Config) (*NATS, error) {
 	}
 	s.mu.Lock()
 	s.nc = nc
+	s.conn = nc.Stats().Reconnects
 	s.mu.Unlock()
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop, s.confirmer = stop, make(chan struct{})
+	go s.confirm(ctx)
 	if !nc.IsConnected() {
 		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", redactURLs(url))
 	}
@@ -334,6 +348,7 @@ func (s *NATS) publish(ev *event.Event) bool {
 		return false
 	}
 	s.seq++
+	s.sentOne(ev)
 	if s.dumping && s.firstSeq == 0 && ev.Type != event.Sync {
 		s.firstSeq = s.seq
 	}
@@ -370,6 +385,7 @@ func (s *NATS) reconcile() {
 	if s.nc == nil || !s.nc.IsConnected() {
 		return
 	}
+	s.redo()
 	dirty := s.table.Dirty()
 	if len(dirty) == 0 && !s.pending {
 		return // nothing was lost: the outage went unnoticed
@@ -423,10 +439,13 @@ func (s *NATS) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close drains the connection: everything published so far is sent before
-// the connection closes. It waits for that until ctx is done, then closes
-// the connection at once.
+// Close stops confirming and drains the connection: everything published
+// so far is sent before the connection closes. It waits for that until ctx
+// is done, then closes the connection at once. Close may be called more
+// than once.
 func (s *NATS) Close(ctx context.Context) error {
+	s.stop()
+	<-s.confirmer
 	if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		s.nc.Close()
 		return fmt.Errorf("sink: drain: %w", err)
