@@ -1,15 +1,12 @@
 package sink
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	natsserver "github.com/nats-io/nats-server/v2/test"
 
-	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/internal/proxytest"
 )
@@ -143,33 +140,5 @@ func TestRedoAfterPartition(t *testing.T) {
 			quiet(t, ch)
 			waitConfirmed(t, s)
 		})
-	}
-}
-
-// BenchmarkHandle is the hot path: Handle of a NEWLINK that changed (so it
-// is published), through a TCP connection to a NATS server. One op is one
-// event.
-func BenchmarkHandle(b *testing.B) {
-	opts := natsserver.DefaultTestOptions
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	srv := natsserver.RunServer(&opts)
-	defer srv.Shutdown()
-	s, err := Connect(Config{Servers: []string{srv.ClientURL()}, Name: "bench", Host: "h",
-		Subjects: NewSubjects("netlink", "nlbridge", "h"), Encoder: encode.JSON{}, Logger: discard()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	}()
-	ev := linkEv(event.NewLink, 2, "eth0", 1500)
-	i := uint32(0)
-	b.ReportAllocs()
-	for b.Loop() {
-		i++
-		ev.Link.MTU = 1280 + i%1000
-		s.Handle(ev)
 	}
 }
