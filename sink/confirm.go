@@ -37,14 +37,24 @@ type sentMsg struct {
 // and redo needs its value to publish it again. A SYNC needs no record:
 // redo sees that something after confirmed is unconfirmed. s.mu is held.
 func (s *NATS) sentOne(ev *event.Event) {
+	var m sentMsg
 	switch ev.Type {
 	case event.NewLink:
-		s.sent = append(s.sent, sentMsg{seq: s.seq, typ: ev.Type, key: state.AddrKey{Index: ev.Link.Index}})
+		m = sentMsg{seq: s.seq, typ: ev.Type, key: state.AddrKey{Index: ev.Link.Index}}
 	case event.NewAddr:
-		s.sent = append(s.sent, sentMsg{seq: s.seq, typ: ev.Type,
-			key: state.AddrKey{Index: ev.Addr.Index, Addr: ev.Addr.Address, PrefixLen: ev.Addr.PrefixLen}})
+		m = sentMsg{seq: s.seq, typ: ev.Type,
+			key: state.AddrKey{Index: ev.Addr.Index, Addr: ev.Addr.Address, PrefixLen: ev.Addr.PrefixLen}}
 	case event.DelLink, event.DelAddr:
 		s.sentDels = append(s.sentDels, *ev)
+	}
+	if m.typ != 0 {
+		// An object that changes again and again (a flapping link) keeps
+		// one record, with the last seq.
+		if n := len(s.sent); n > 0 && s.sent[n-1].typ == m.typ && s.sent[n-1].key == m.key {
+			s.sent[n-1].seq = m.seq
+		} else {
+			s.sent = append(s.sent, m)
+		}
 	}
 	if s.seq == s.confirmed+1 {
 		select { // the first since the last confirmation
@@ -127,7 +137,20 @@ func (s *NATS) confirmOnce(ctx context.Context) bool {
 	m := copy(s.sentDels, s.sentDels[n:])
 	clear(s.sentDels[m:]) // let go of names and MACs
 	s.sentDels = s.sentDels[:m]
+	s.shrink()
 	return s.seq > s.confirmed
+}
+
+// shrink lets go of record slices that a burst (a dump of thousands of
+// links) made large, once they are empty. s.mu is held.
+func (s *NATS) shrink() {
+	const keep = 4096
+	if len(s.sent) == 0 && cap(s.sent) > keep {
+		s.sent = nil
+	}
+	if len(s.sentDels) == 0 && cap(s.sentDels) > keep/8 {
+		s.sentDels = nil
+	}
 }
 
 // redo runs after a (re)connection, before reconcile publishes anything:
@@ -164,4 +187,5 @@ func (s *NATS) redo() {
 	s.sent = s.sent[:0]
 	clear(s.sentDels)
 	s.sentDels = s.sentDels[:0]
+	s.shrink()
 }
