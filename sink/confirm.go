@@ -141,15 +141,19 @@ func (s *NATS) confirmOnce(ctx context.Context) bool {
 	return s.seq > s.confirmed
 }
 
-// shrink lets go of record slices that a burst (a dump of thousands of
-// links) made large, once they are empty. s.mu is held.
+// shrink lets go of empty record slices much larger than a dump of the
+// table needs, which an unusual burst may have made; a dump's size is
+// kept, so that dumps do not grow them again each time. s.mu is held.
 func (s *NATS) shrink() {
 	const keep = 4096
-	if len(s.sent) == 0 && cap(s.sent) > keep {
-		s.sent = nil
-	}
-	if len(s.sentDels) == 0 && cap(s.sentDels) > keep/8 {
-		s.sentDels = nil
+	if len(s.sent) == 0 && cap(s.sent) > keep || len(s.sentDels) == 0 && cap(s.sentDels) > keep/8 {
+		links, addrs := s.table.Len()
+		if n := 2 * (links + addrs); len(s.sent) == 0 && cap(s.sent) > max(keep, n) {
+			s.sent = nil
+		}
+		if n := links + addrs; len(s.sentDels) == 0 && cap(s.sentDels) > max(keep/8, n) {
+			s.sentDels = nil
+		}
 	}
 }
 
