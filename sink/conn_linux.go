@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"cmp"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -25,12 +27,17 @@ import (
 // blocks: it copies what fits and reports EAGAIN for the rest, and only
 // then does this connection wait for the socket through the runtime's
 // poller, with the deadline set, like net.Conn does.
-type dialer struct{ net.Dialer }
+//
+// Its sockets also have TCP_USER_TIMEOUT (conn.go says why).
+type dialer struct {
+	net.Dialer
+	userTimeout time.Duration
+}
 
 var _ nats.CustomDialer = (*dialer)(nil)
 
 func newDialer(timeout time.Duration) *dialer {
-	return &dialer{net.Dialer{Timeout: timeout}}
+	return &dialer{Dialer: net.Dialer{Timeout: timeout}, userTimeout: tcpUserTimeout}
 }
 
 func (d *dialer) Dial(network, address string) (net.Conn, error) {
@@ -45,6 +52,16 @@ func (d *dialer) Dial(network, address string) (net.Conn, error) {
 	raw, err := tc.SyscallConn()
 	if err != nil {
 		return c, nil
+	}
+	if d.userTimeout > 0 {
+		var serr error
+		err := raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.userTimeout.Milliseconds()))
+		})
+		if err = cmp.Or(err, serr); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("sink: set TCP_USER_TIMEOUT: %w", err)
+		}
 	}
 	return &writeConn{TCPConn: tc, raw: raw}, nil
 }

@@ -89,6 +89,15 @@ type NATS struct {
 	dumpLost bool          // a message since the dump's Begin was not published
 	out      []event.Event // what the table says to publish, reused
 
+	// What the server has not confirmed yet (see confirm and redo).
+	confirmed uint64        // the last seq the server confirmed, or that redo handled
+	conn      uint64        // the connection (nats.go's Reconnects) that seqs after confirmed went to
+	sent      []sentMsg     // NEWLINKs and NEWADDRs published after confirmed, by seq; reused
+	sentDels  []event.Event // DELLINKs and DELADDRs published after confirmed, by seq; reused
+	kick      chan struct{} // wakes the confirmer when something follows confirmed
+	stop      func()        // stops the confirmer
+	confirmer chan struct{} // closed when the confirmer has returned
+
 	attempts   atomic.Uint64 // failed connection attempts in a row
 	published  atomic.Uint64
 	errs       atomic.Uint64
@@ -139,6 +148,7 @@ func Connect(cfg Config) (*NATS, error) {
 		msg:    nats.Msg{Header: nats.Header{"Content-Type": {cfg.Encoder.ContentType()}, "Nats-Msg-Id": {""}}},
 		table:  state.New(scope(cfg.Filter)),
 		filter: cfg.Filter,
+		kick:   make(chan struct{}, 1),
 	}
 	security, err := securityOptions(cfg.Auth, cfg.TLS)
 	if err != nil {
@@ -165,6 +175,9 @@ func Connect(cfg Config) (*NATS, error) {
 		// No reconnect buffer: while disconnected publishing fails at once,
 		// and the state table, not a backlog, keeps what to catch up on.
 		nats.ReconnectBufSize(-1),
+		// A server that stops answering is found in seconds (conn.go).
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
 			log.Info("connected to NATS", "server", redactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
@@ -210,7 +223,11 @@ func Connect(cfg Config) (*NATS, error) {
 	}
 	s.mu.Lock()
 	s.nc = nc
+	s.conn = nc.Stats().Reconnects
 	s.mu.Unlock()
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop, s.confirmer = stop, make(chan struct{})
+	go s.confirm(ctx)
 	if !nc.IsConnected() {
 		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", redactURLs(url))
 	}
@@ -370,6 +387,7 @@ func (s *NATS) send(ev *event.Event) bool {
 		return false
 	}
 	s.seq++
+	s.sentOne(ev)
 	if s.dumping && s.firstSeq == 0 && ev.Type != event.Sync {
 		s.firstSeq = s.seq
 	}
@@ -406,6 +424,7 @@ func (s *NATS) reconcile() {
 	if s.nc == nil || !s.nc.IsConnected() {
 		return
 	}
+	s.redo()
 	dirty := s.table.Dirty()
 	if len(dirty) == 0 && !s.pending {
 		return // nothing was lost: the outage went unnoticed
@@ -459,10 +478,13 @@ func (s *NATS) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close drains the connection: everything published so far is sent before
-// the connection closes. It waits for that until ctx is done, then closes
-// the connection at once.
+// Close stops confirming and drains the connection: everything published
+// so far is sent before the connection closes. It waits for that until ctx
+// is done, then closes the connection at once. Close may be called more
+// than once.
 func (s *NATS) Close(ctx context.Context) error {
+	s.stop()
+	<-s.confirmer
 	if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		s.nc.Close()
 		return fmt.Errorf("sink: drain: %w", err)

@@ -102,6 +102,10 @@ func TestIntegrationServerRestart(t *testing.T) {
 	cfg := testConfig("restart", ns, srv.ClientURL())
 	runBridge(t, context.Background(), cfg)
 	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	// Let the server confirm the startup dump (nlbridge flushes at most
+	// every 200 ms while publishing); what it has not confirmed when it
+	// goes down is published again after reconnecting.
+	time.Sleep(time.Second)
 	before := len(events.all())
 
 	srv.Shutdown()
