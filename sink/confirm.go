@@ -42,8 +42,7 @@ func (s *NATS) sentOne(ev *event.Event) {
 	case event.NewLink:
 		m = sentMsg{seq: s.seq, typ: ev.Type, key: state.AddrKey{Index: ev.Link.Index}}
 	case event.NewAddr:
-		m = sentMsg{seq: s.seq, typ: ev.Type,
-			key: state.AddrKey{Index: ev.Addr.Index, Addr: ev.Addr.Address, PrefixLen: ev.Addr.PrefixLen}}
+		m = sentMsg{seq: s.seq, typ: ev.Type, key: state.KeyOf(&ev.Addr)}
 	case event.DelLink, event.DelAddr:
 		s.sentDels = append(s.sentDels, *ev)
 	}
@@ -173,13 +172,7 @@ func (s *NATS) redo() {
 		return
 	}
 	for _, m := range s.sent {
-		ev := event.Event{Type: m.typ}
-		if m.typ == event.NewLink {
-			ev.Link.Index = m.key.Index
-		} else {
-			ev.Addr.Index, ev.Addr.Address, ev.Addr.PrefixLen = m.key.Index, m.key.Addr, m.key.PrefixLen
-		}
-		s.table.Redo(&ev)
+		s.table.RedoNew(m.typ, m.key)
 	}
 	for i := range s.sentDels {
 		s.table.Redo(&s.sentDels[i])

@@ -26,10 +26,16 @@ func TestRedo(t *testing.T) {
 		redo:    []*event.Event{link(event.NewLink, 2, "eth0", 1500)},
 		want:    []string{"NEWLINK eth0 9000"},
 	}, {
-		name:    "an unconfirmed deletion of a link that is back publishes the link",
+		name:    "an unconfirmed deletion of a link whose index is used again publishes the deletion, then the link",
 		history: []*event.Event{link(event.NewLink, 2, "eth0", 1500), link(event.DelLink, 2, "eth0", 1500), link(event.NewLink, 2, "eth0", 1400)},
 		redo:    []*event.Event{link(event.DelLink, 2, "eth0", 1500), link(event.NewLink, 2, "eth0", 1400)},
-		want:    []string{"NEWLINK eth0 1400"},
+		want:    []string{"DELLINK eth0 1500", "NEWLINK eth0 1400"},
+	}, {
+		name: "after such a deletion, the new link's addresses are published again",
+		history: []*event.Event{link(event.NewLink, 2, "old", 1500), link(event.DelLink, 2, "old", 1500),
+			link(event.NewLink, 2, "new", 1400), addr(event.NewAddr, 2, "new", "10.0.0.1/24")},
+		redo: []*event.Event{link(event.DelLink, 2, "old", 1500)},
+		want: []string{"DELLINK old 1500", "NEWLINK new 1400", "NEWADDR new 10.0.0.1"},
 	}, {
 		name:    "a forgotten deletion is put back as a tombstone",
 		history: []*event.Event{link(event.NewLink, 3, "eth1", 1500), link(event.DelLink, 3, "eth1", 1500)},
@@ -52,7 +58,7 @@ func TestRedo(t *testing.T) {
 			addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), addr(event.NewAddr, 3, "eth1", "2001:db8::1/64"),
 			addr(event.DelAddr, 2, "eth0", "192.0.2.2/24"), link(event.DelLink, 3, "eth1", 1500),
 		},
-		want: []string{"DELADDR 192.0.2.2", "DELLINK eth1 1500", "NEWADDR 192.0.2.1"},
+		want: []string{"DELADDR eth0 192.0.2.2", "DELLINK eth1 1500", "NEWADDR eth0 192.0.2.1"},
 	}, {
 		name:    "a tombstone not yet published stays one",
 		history: []*event.Event{link(event.NewLink, 2, "eth0", 1500)},
@@ -61,7 +67,7 @@ func TestRedo(t *testing.T) {
 		want:    []string{"DELLINK eth0 1500"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := New()
+			tb := New(nil)
 			for _, ev := range tc.history {
 				publish(tb, ev, true)
 			}

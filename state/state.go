@@ -90,7 +90,8 @@ type AddrKey struct {
 	Peer      netip.Addr // invalid when there is none
 }
 
-func keyOf(a *event.Addr) AddrKey {
+// KeyOf returns a's key.
+func KeyOf(a *event.Addr) AddrKey {
 	k := AddrKey{Index: a.Index, Family: a.Family, Addr: a.Address.WithZone("")}
 	if a.Family != event.Inet6 {
 		k.PrefixLen, k.Peer = a.PrefixLen, a.Peer.WithZone("")
@@ -281,7 +282,7 @@ func (t *Table) dropAddrs(index uint32, linkHeld bool) {
 
 func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event.Event, bool) {
 	a := &ev.Addr
-	k := keyOf(a)
+	k := KeyOf(a)
 	e := t.addrs[k]
 	if e == nil {
 		e = &addrEntry{}
@@ -322,7 +323,7 @@ func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event
 
 func (t *Table) delAddr(ev *event.Event, out []event.Event) ([]event.Event, bool) {
 	a := &ev.Addr
-	k := keyOf(a)
+	k := KeyOf(a)
 	e := t.addrs[k]
 	if e == nil {
 		if !t.addrVisible(a) {
@@ -375,7 +376,7 @@ func (t *Table) Published(m *event.Event, ok bool) {
 			}
 		}
 	case event.NewAddr, event.DelAddr:
-		k := keyOf(&m.Addr)
+		k := KeyOf(&m.Addr)
 		e := t.addrs[k]
 		switch {
 		case e == nil:
@@ -490,7 +491,7 @@ func sortedAddrs(m map[AddrKey]*addrEntry) []*addrEntry {
 	return out
 }
 
-func compareAddrs(a, b *addrEntry) int { return keyOf(&a.v).compare(keyOf(&b.v)) }
+func compareAddrs(a, b *addrEntry) int { return KeyOf(&a.v).compare(KeyOf(&b.v)) }
 
 // linkChanges returns the bits of event.LinkFields that differ.
 func linkChanges(a, b *event.Link) uint32 {
