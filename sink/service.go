@@ -197,9 +197,16 @@ func (srv *Service) handle(req micro.Request) {
 func (srv *Service) serve(req micro.Request, body DumpRequest) {
 	ctx, cancel := context.WithTimeout(srv.ctx, cmp.Or(body.timeout, dumpTimeout))
 	defer cancel()
+	conn := srv.sink.nc.Stats().Reconnects
 	marker, err := srv.dumper.Dump(ctx, event.ReasonRequest, body.Interface)
 	if err == nil {
 		err = srv.sink.Flush(ctx)
+	}
+	if err == nil && srv.sink.nc.Stats().Reconnects != conn {
+		// The flush went over a new connection: messages of the dump may
+		// have been lost with the old one (they are published again, but
+		// after the SYNC).
+		marker.Seq = 0
 	}
 	switch {
 	case errors.Is(err, event.ErrNoInterface):
@@ -210,7 +217,8 @@ func (srv *Service) serve(req micro.Request, body DumpRequest) {
 		srv.replyError(req, "500", "dump failed: "+err.Error())
 	case marker.Seq == 0:
 		// The SYNC, or a message of the dump, did not reach the NATS
-		// client: a reply must name only seqs that were published.
+		// client or the server: a reply must name only seqs that were
+		// published, and a range without holes.
 		srv.replyError(req, "503", "dump not published: NATS unreachable; retry")
 	default:
 		data, _ := json.Marshal(DumpReply{ // cannot fail

@@ -51,6 +51,13 @@ func (f dumperFunc) Dump(ctx context.Context, reason event.Reason, iface string)
 // embedded server, and returns a client connection to that server.
 func startService(t *testing.T, d Dumper) *nats.Conn {
 	t.Helper()
+	nc, _ := startServiceSink(t, d)
+	return nc
+}
+
+// startServiceSink is startService that also returns the sink.
+func startServiceSink(t *testing.T, d Dumper) (*nats.Conn, *NATS) {
+	t.Helper()
 	srv, err := StartEmbedded("127.0.0.1:0", discard())
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +86,7 @@ func startService(t *testing.T, d Dumper) *nats.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return nc
+	return nc, s
 }
 
 // errorCode returns a micro error reply's code and description, or "".
@@ -178,5 +185,36 @@ func TestServiceCap(t *testing.T) {
 	}
 	if code, text := errorCode(m); code != "504" {
 		t.Errorf("request after the others timed out: reply %s %q, want 504", code, text)
+	}
+}
+
+// A dump during which the sink's connection was replaced is answered 503:
+// its messages may have been lost with the old connection, and the reply
+// must not name a range with a hole.
+func TestServiceReconnectDuringDump(t *testing.T) {
+	var sink *NATS
+	ready := make(chan struct{})
+	nc, s := startServiceSink(t, dumperFunc(func(ctx context.Context, _ event.Reason, _ string) (event.Event, error) {
+		<-ready
+		before := sink.Conn().Stats().Reconnects
+		if err := sink.Conn().ForceReconnect(); err != nil {
+			return event.Event{}, err
+		}
+		for sink.Conn().Stats().Reconnects == before || !sink.Conn().IsConnected() {
+			if ctx.Err() != nil {
+				return event.Event{}, ctx.Err()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return event.Event{Type: event.Sync, Seq: 9, Sync: event.SyncInfo{Reason: event.ReasonRequest, FirstSeq: 7}}, nil
+	}))
+	sink = s
+	close(ready)
+	m, err := nc.Request("nlbridge.h1.dump", nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, text := errorCode(m); code != "503" {
+		t.Errorf("reply %s %q (%s), want 503", code, text, m.Data)
 	}
 }
