@@ -51,6 +51,7 @@ type Config struct {
 	NATS     NATS
 	Encoding Encoding
 	Subjects Subjects
+	KV       KV
 	Filter   Filter
 	Dump     Dump
 	Log      Log
@@ -155,6 +156,10 @@ type Embedded struct {
 	// Listen is the host:port the server listens on; the port is a number
 	// from 0 to 65535. Default: "127.0.0.1:4222".
 	Listen string
+	// StoreDir is the directory the embedded server keeps JetStream (the
+	// state bucket) in; "", the default, keeps it in memory, lost when
+	// nlbridge stops.
+	StoreDir string
 }
 
 // Encoding is the wire format of published events.
@@ -176,6 +181,34 @@ type Subjects struct {
 	// Control starts nlbridge's own control subjects. Default: "nlbridge".
 	Control string
 }
+
+// KV configures the state bucket: a JetStream key-value bucket holding,
+// for each host, the current state of its links and addresses and its
+// presence.
+type KV struct {
+	// Bucket names the bucket: letters, digits, '_' and '-'. "" turns the
+	// state bucket off. Default: "netlink".
+	Bucket string
+	// Replicas is the number of copies of the bucket, 1 to 5, when nlbridge
+	// creates it. Default: 1.
+	Replicas int
+	// Storage is where the servers keep the bucket when nlbridge creates
+	// it. Default: StorageFile.
+	Storage Storage
+	// PresenceTTL is how long this host's presence key lives without being
+	// refreshed: a crashed or partitioned nlbridge's presence expires after
+	// it. From 3s to 1h, in whole seconds. Default: 30s.
+	PresenceTTL time.Duration
+}
+
+// Storage is where a JetStream server keeps a stream.
+type Storage string
+
+// StorageFile and StorageMemory are the storages a bucket can have.
+const (
+	StorageFile   Storage = "file"
+	StorageMemory Storage = "memory"
+)
 
 // Filter narrows the events nlbridge publishes. An interface is published
 // when its name matches a glob in Include, or Include is empty, and matches
@@ -260,6 +293,7 @@ func Default() Config {
 		},
 		Encoding: EncodingJSON,
 		Subjects: Subjects{Prefix: "netlink", Control: "nlbridge"},
+		KV:       KV{Bucket: "netlink", Replicas: 1, Storage: StorageFile, PresenceTTL: 30 * time.Second},
 		Filter:   Filter{Families: slices.Clone(families), Events: slices.Clone(events)},
 		Dump:     Dump{OnStart: true, MinInterval: time.Second},
 		Log:      Log{Level: slog.LevelInfo, Format: LogText},
@@ -410,6 +444,9 @@ func (c Config) check() *invalidError {
 	if err := checkListen(c.NATS.Embedded.Listen); err != nil {
 		return invalid("nats.embedded.listen", err)
 	}
+	if err := checkFile(strings.TrimSuffix(c.NATS.Embedded.StoreDir, "/")); err != nil {
+		return invalid("nats.embedded.store_dir", err)
+	}
 	switch c.Encoding {
 	case EncodingJSON, EncodingCBOR:
 	default:
@@ -426,6 +463,9 @@ func (c Config) check() *invalidError {
 		// Reported on the section, as either key may be the one set.
 		return invalid("subjects", fmt.Errorf(
 			"prefix %q and control %q overlap: subscribers to one would see the other", p, ctl))
+	}
+	if e := c.KV.check(); e != nil {
+		return e
 	}
 	if e := c.Filter.check(); e != nil {
 		return e
@@ -484,6 +524,27 @@ func (t TLS) check() *invalidError {
 		return invalid("nats.tls.cert_file", errors.New("set without nats.tls.key_file (they go together)"))
 	case t.KeyFile != "" && t.CertFile == "":
 		return invalid("nats.tls.key_file", errors.New("set without nats.tls.cert_file (they go together)"))
+	}
+	return nil
+}
+
+// check returns the first problem with k.
+func (k KV) check() *invalidError {
+	for i := 0; i < len(k.Bucket); i++ {
+		if b := k.Bucket[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-') {
+			return invalid("kv.bucket", fmt.Errorf("%q contains %q, want letters, digits, '_' and '-' (or \"\" for no bucket)", k.Bucket, b))
+		}
+	}
+	if k.Replicas < 1 || k.Replicas > 5 {
+		return invalid("kv.replicas", fmt.Errorf("%d is out of range 1..5", k.Replicas))
+	}
+	switch k.Storage {
+	case StorageFile, StorageMemory:
+	default:
+		return invalid("kv.storage", fmt.Errorf("%q is not one of %s, %s", k.Storage, StorageFile, StorageMemory))
+	}
+	if d := k.PresenceTTL; d < 3*time.Second || d > time.Hour || d%time.Second != 0 {
+		return invalid("kv.presence_ttl", fmt.Errorf("%v is not whole seconds in range 3s..1h", d))
 	}
 	return nil
 }

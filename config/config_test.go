@@ -54,6 +54,21 @@ var goodInputs = []struct {
 		want: func(c *Config) { c.Host, c.NATS.Name = "web-01", "nlbridge@web-01" },
 	},
 	{
+		name: "kv",
+		in:   "kv:\n  bucket: state_1\n  replicas: 3\n  storage: memory\n  presence_ttl: 1m\n",
+		want: func(c *Config) { c.KV = KV{Bucket: "state_1", Replicas: 3, Storage: StorageMemory, PresenceTTL: time.Minute} },
+	},
+	{
+		name: "kv off",
+		in:   "kv:\n  bucket: \"\"\n",
+		want: func(c *Config) { c.KV.Bucket = "" },
+	},
+	{
+		name: "embedded store_dir",
+		in:   "nats:\n  embedded:\n    store_dir: /var/lib/nlbridge/\n",
+		want: func(c *Config) { c.NATS.Embedded.StoreDir = "/var/lib/nlbridge/" },
+	},
+	{
 		name: "netlink",
 		in:   "netlink:\n  netns: /var/run/netns/blue\n  receive_buffer: 65536\n",
 		want: func(c *Config) { c.Netlink = Netlink{NetNS: "/var/run/netns/blue", ReceiveBuffer: 65536} },
@@ -177,9 +192,9 @@ var badInputs = []struct {
 	want string
 }{
 	// Structure.
-	{"unknown key", "bogus: 1\n", "test.yaml:1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, filter, dump, log, metrics)"},
+	{"unknown key", "bogus: 1\n", "test.yaml:1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, kv, filter, dump, log, metrics)"},
 	{"unknown nested key", "netlink:\n  netns: \"\"\n\n  recieve_buffer: 4MiB\n", "test.yaml:4: netlink.recieve_buffer: unknown key (known: netns, receive_buffer)"},
-	{"unknown deep key", "nats:\n  embedded:\n    port: 4222\n", "test.yaml:3: nats.embedded.port: unknown key (known: listen)"},
+	{"unknown deep key", "nats:\n  embedded:\n    port: 4222\n", "test.yaml:3: nats.embedded.port: unknown key (known: listen, store_dir)"},
 	{"duplicate key", "host: a\nencoding: json\nhost: b\n", "test.yaml:3: host: duplicate key (first on line 1)"},
 	{"duplicate nested key", "nats:\n  name: a\n  name: b\n", "test.yaml:3: nats.name: duplicate key (first on line 2)"},
 	{"duplicate section", "dump: {}\ndump: {}\n", "test.yaml:2: dump: duplicate key (first on line 1)"},
@@ -287,6 +302,15 @@ var badInputs = []struct {
 
 	// Filter.
 	{"glob bad", "filter:\n  interfaces:\n    include: [eth0, eth1, \"eth[\"]\n", `test.yaml:3: filter.interfaces.include[2]: "eth[" is not a glob: syntax error in pattern`},
+	// The state bucket.
+	{"kv bucket dot", "kv:\n  bucket: a.b\n", `test.yaml:2: kv.bucket: "a.b" contains '.', want letters, digits, '_' and '-' (or "" for no bucket)`},
+	{"kv replicas zero", "kv:\n  replicas: 0\n", "test.yaml:2: kv.replicas: 0 is out of range 1..5"},
+	{"kv replicas six", "kv:\n  replicas: 6\n", "test.yaml:2: kv.replicas: 6 is out of range 1..5"},
+	{"kv replicas string", "kv:\n  replicas: \"3\"\n", `test.yaml:2: kv.replicas: want an integer, got string "3"`},
+	{"kv storage", "kv:\n  storage: disk\n", `test.yaml:2: kv.storage: "disk" is not one of file, memory`},
+	{"kv presence_ttl short", "kv:\n  presence_ttl: 2s\n", "test.yaml:2: kv.presence_ttl: 2s is not whole seconds in range 3s..1h"},
+	{"kv presence_ttl fraction", "kv:\n  presence_ttl: 3500ms\n", "test.yaml:2: kv.presence_ttl: 3.5s is not whole seconds in range 3s..1h"},
+	{"store_dir tilde", "nats:\n  embedded:\n    store_dir: ~/js\n", `test.yaml:3: nats.embedded.store_dir: "~/js" starts with ~, which nlbridge does not expand; want an absolute or relative path`},
 	{"glob trailing backslash", "filter:\n  interfaces:\n    exclude:\n      - veth*\n      - 'a\\'\n", `test.yaml:5: filter.interfaces.exclude[1]: "a\\" is not a glob: syntax error in pattern`},
 	{"glob empty", "filter:\n  interfaces:\n    exclude: [\"\"]\n", "test.yaml:3: filter.interfaces.exclude[0]: must not be empty"},
 	{"glob integer", "filter:\n  interfaces:\n    include: [0]\n", "test.yaml:3: filter.interfaces.include[0]: want a string, got integer 0"},
@@ -335,7 +359,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseErrorWithoutName(t *testing.T) {
 	_, err := Parse(strings.NewReader("bogus: 1\n"), "")
-	want := "line 1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, filter, dump, log, metrics)"
+	want := "line 1: bogus: unknown key (known: host, netlink, nats, encoding, subjects, kv, filter, dump, log, metrics)"
 	if err == nil || err.Error() != want {
 		t.Errorf("Parse: got error %v, want %s", err, want)
 	}
@@ -441,6 +465,7 @@ func TestDefault(t *testing.T) {
 		},
 		Encoding: "json",
 		Subjects: Subjects{Prefix: "netlink", Control: "nlbridge"},
+		KV:       KV{Bucket: "netlink", Replicas: 1, Storage: "file", PresenceTTL: 30 * time.Second},
 		Filter: Filter{
 			Families: []string{"inet", "inet6"},
 			Events:   []string{"NEWLINK", "DELLINK", "NEWADDR", "DELADDR"},

@@ -46,12 +46,19 @@ var schema = []field{
 		),
 		section("embedded",
 			leaf("listen", str, func(c *Config) *string { return &c.NATS.Embedded.Listen }),
+			leaf("store_dir", str, func(c *Config) *string { return &c.NATS.Embedded.StoreDir }),
 		),
 	),
 	leaf("encoding", stringKind[Encoding](), func(c *Config) *Encoding { return &c.Encoding }),
 	section("subjects",
 		leaf("prefix", str, func(c *Config) *string { return &c.Subjects.Prefix }),
 		leaf("control", str, func(c *Config) *string { return &c.Subjects.Control }),
+	),
+	section("kv",
+		leaf("bucket", str, func(c *Config) *string { return &c.KV.Bucket }),
+		leaf("replicas", integer, func(c *Config) *int { return &c.KV.Replicas }),
+		leaf("storage", stringKind[Storage](), func(c *Config) *Storage { return &c.KV.Storage }),
+		leaf("presence_ttl", duration, func(c *Config) *time.Duration { return &c.KV.PresenceTTL }),
 	),
 	section("filter",
 		section("interfaces",
@@ -104,6 +111,7 @@ var (
 	boolean  = kind[bool]{parse: parseBool, format: formatBool, plain: true}
 	duration = kind[time.Duration]{parse: parseDuration, format: formatDuration, plain: true}
 	size     = kind[int]{parse: parseSizeNode, format: formatSizeNode, plain: true}
+	integer  = kind[int]{parse: parseInt, format: formatInt, plain: true}
 	level    = kind[slog.Level]{parse: parseLevel, format: func(l slog.Level) *yaml.Node { return stringNode(levelName(l)) }}
 )
 
@@ -396,6 +404,22 @@ func parseSizeNode(n *yaml.Node) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("want a size such as 4MiB or 65536, got %s", describe(n))
+}
+
+// parseInt accepts an integer.
+func parseInt(n *yaml.Node) (int, error) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == intTag {
+		var i int64
+		if err := n.Decode(&i); err != nil || int64(int(i)) != i {
+			return 0, fmt.Errorf("%s is not an integer or is too large", n.Value)
+		}
+		return int(i), nil
+	}
+	return 0, fmt.Errorf("want an integer, got %s", describe(n))
+}
+
+func formatInt(i int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: intTag, Value: strconv.Itoa(i)}
 }
 
 // parseLevel accepts the name of a log level, in lower case.

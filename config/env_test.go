@@ -34,9 +34,14 @@ func TestEnvVars(t *testing.T) {
 		"NLBRIDGE_NATS_TLS_INSECURE_SKIP_VERIFY",
 		"NLBRIDGE_NATS_TLS_HANDSHAKE_FIRST",
 		"NLBRIDGE_NATS_EMBEDDED_LISTEN",
+		"NLBRIDGE_NATS_EMBEDDED_STORE_DIR",
 		"NLBRIDGE_ENCODING",
 		"NLBRIDGE_SUBJECTS_PREFIX",
 		"NLBRIDGE_SUBJECTS_CONTROL",
+		"NLBRIDGE_KV_BUCKET",
+		"NLBRIDGE_KV_REPLICAS",
+		"NLBRIDGE_KV_STORAGE",
+		"NLBRIDGE_KV_PRESENCE_TTL",
 		"NLBRIDGE_FILTER_INTERFACES_INCLUDE",
 		"NLBRIDGE_FILTER_INTERFACES_EXCLUDE",
 		"NLBRIDGE_FILTER_FAMILIES",
@@ -78,6 +83,8 @@ var envSample = map[string]string{
 	"nats.tls.insecure_skip_verify": "true",
 	"nats.tls.handshake_first":      "false",
 	"dump.on_start":                 "false",
+	"kv.replicas":                   "3",
+	"kv.presence_ttl":               "10s",
 	"dump.min_interval":             "1s",
 	"log.level":                     "warn",
 }
@@ -118,6 +125,10 @@ func TestReadEnvironment(t *testing.T) {
 		{[]string{srv, "NLBRIDGE_NATS_TLS_INSECURE_SKIP_VERIFY=true"}, withServer(func(c *Config) { c.NATS.TLS.InsecureSkipVerify = true })},
 		{[]string{srv, "NLBRIDGE_NATS_TLS_HANDSHAKE_FIRST=True"}, withServer(func(c *Config) { c.NATS.TLS.HandshakeFirst = true })},
 		{[]string{"NLBRIDGE_NATS_EMBEDDED_LISTEN=:0"}, func(c *Config) { c.NATS.Embedded.Listen = ":0" }},
+		{[]string{"NLBRIDGE_NATS_EMBEDDED_STORE_DIR=/var/lib/nlbridge"}, func(c *Config) { c.NATS.Embedded.StoreDir = "/var/lib/nlbridge" }},
+		{[]string{"NLBRIDGE_KV_BUCKET="}, func(c *Config) { c.KV.Bucket = "" }},
+		{[]string{"NLBRIDGE_KV_BUCKET=fleet", "NLBRIDGE_KV_REPLICAS=3", "NLBRIDGE_KV_STORAGE=memory", "NLBRIDGE_KV_PRESENCE_TTL=1m"},
+			func(c *Config) { c.KV = KV{Bucket: "fleet", Replicas: 3, Storage: StorageMemory, PresenceTTL: time.Minute} }},
 		{[]string{"NLBRIDGE_ENCODING=cbor"}, func(c *Config) { c.Encoding = EncodingCBOR }},
 		{[]string{"NLBRIDGE_SUBJECTS_PREFIX=events.netlink", "NLBRIDGE_SUBJECTS_CONTROL=ctl"}, func(c *Config) { c.Subjects = Subjects{Prefix: "events.netlink", Control: "ctl"} }},
 		{[]string{"NLBRIDGE_FILTER_INTERFACES_INCLUDE=eth*,bond[0-9]"}, func(c *Config) { c.Filter.Include = []string{"eth*", "bond[0-9]"} }},
@@ -193,14 +204,14 @@ func TestReadEnvironmentErrors(t *testing.T) {
 
 		// Unknown variables, such as misspelt ones, list the variables of
 		// the section they are in.
-		{[]string{"NLBRIDGE_HSOT=web-01"}, "environment NLBRIDGE_HSOT: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
+		{[]string{"NLBRIDGE_HSOT=web-01"}, "environment NLBRIDGE_HSOT: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_KV_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
 		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH_PASWORD=s3cret"}, "environment NLBRIDGE_NATS_AUTH_PASWORD: unknown variable (known: NLBRIDGE_NATS_AUTH_USER, NLBRIDGE_NATS_AUTH_PASSWORD, NLBRIDGE_NATS_AUTH_TOKEN, NLBRIDGE_NATS_AUTH_CREDENTIALS_FILE, NLBRIDGE_NATS_AUTH_NKEY_SEED_FILE)"},
 		{[]string{"NLBRIDGE_NATS_SERVER=nats://a"}, "environment NLBRIDGE_NATS_SERVER: unknown variable (known: NLBRIDGE_NATS_SERVERS, NLBRIDGE_NATS_NAME, NLBRIDGE_NATS_AUTH_*, NLBRIDGE_NATS_TLS_*, NLBRIDGE_NATS_EMBEDDED_*)"},
 		{[]string{"NLBRIDGE_NATS_SERVERS=nats://n:4222", "NLBRIDGE_NATS_AUTH=x"}, "environment NLBRIDGE_NATS_AUTH: unknown variable (known: NLBRIDGE_NATS_SERVERS, NLBRIDGE_NATS_NAME, NLBRIDGE_NATS_AUTH_*, NLBRIDGE_NATS_TLS_*, NLBRIDGE_NATS_EMBEDDED_*)"},
-		{[]string{"NLBRIDGE_DUMP_ON_START=true", "NLBRIDGE_nats_name=x"}, "environment NLBRIDGE_nats_name: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
-		{[]string{"NLBRIDGE_=1"}, "environment NLBRIDGE_: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
+		{[]string{"NLBRIDGE_DUMP_ON_START=true", "NLBRIDGE_nats_name=x"}, "environment NLBRIDGE_nats_name: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_KV_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
+		{[]string{"NLBRIDGE_=1"}, "environment NLBRIDGE_: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_KV_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
 		// An unknown variable is reported even when a known one is bad.
-		{[]string{"NLBRIDGE_ENCODING=xml", "NLBRIDGE_BENCH_PAIRS=5000"}, "environment NLBRIDGE_BENCH_PAIRS: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
+		{[]string{"NLBRIDGE_ENCODING=xml", "NLBRIDGE_BENCH_PAIRS=5000"}, "environment NLBRIDGE_BENCH_PAIRS: unknown variable (known: NLBRIDGE_HOST, NLBRIDGE_NETLINK_*, NLBRIDGE_NATS_*, NLBRIDGE_ENCODING, NLBRIDGE_SUBJECTS_*, NLBRIDGE_KV_*, NLBRIDGE_FILTER_*, NLBRIDGE_DUMP_*, NLBRIDGE_LOG_*, NLBRIDGE_METRICS_*)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.env, " "), func(t *testing.T) {

@@ -55,10 +55,16 @@ nats:
     handshake_first: true
   embedded:
     listen: "[::1]:0"
+    store_dir: /var/lib/nlbridge
 encoding: cbor
 subjects:
   prefix: a.b
   control: "123"
+kv:
+  bucket: fleet
+  replicas: 3
+  storage: memory
+  presence_ttl: 1m
 filter:
   interfaces:
     include: ["*", "en?s[0-9]"]
@@ -97,10 +103,16 @@ nats:
     handshake_first: true
   embedded:
     listen: '[::1]:0'
+    store_dir: /var/lib/nlbridge
 encoding: cbor
 subjects:
   prefix: a.b
   control: "123"
+kv:
+  bucket: fleet
+  replicas: 3
+  storage: memory
+  presence_ttl: 1m0s
 filter:
   interfaces:
     include: ['*', 'en?s[0-9]']
