@@ -18,8 +18,13 @@ const HasEmbedded = true
 
 // StartEmbedded starts a NATS server inside nlbridge, listening on listen
 // (host:port; port 0 picks a free one), for machines where no NATS server is
-// configured. The caller shuts it down after closing the sink.
-func StartEmbedded(listen string, log *slog.Logger) (EmbeddedServer, error) {
+// configured. The caller shuts it down after closing the sink. It runs
+// JetStream, for the state bucket (see StoreDir).
+func StartEmbedded(listen string, log *slog.Logger, opts ...EmbeddedOption) (EmbeddedServer, error) {
+	var o embeddedOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("sink: embedded NATS server: %w", err)
@@ -44,6 +49,8 @@ func StartEmbedded(listen string, log *slog.Logger) (EmbeddedServer, error) {
 		Host:       host,
 		Port:       port,
 		NoSigs:     true,
+		JetStream:  true,
+		StoreDir:   o.storeDir,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sink: embedded NATS server: %w", err)
