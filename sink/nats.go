@@ -56,6 +56,8 @@ type Config struct {
 	// Auth and TLS secure the connection to Servers.
 	Auth Auth
 	TLS  TLS
+	// KV configures the state bucket; a zero KV turns it off.
+	KV KVConfig
 }
 
 // NATS publishes events to NATS. It keeps a state.Table of what it
@@ -104,6 +106,8 @@ type NATS struct {
 	unchanged  atomic.Uint64
 	reconciled atomic.Uint64
 	filtered   atomic.Uint64
+
+	kv *kvWriter // the state bucket's writer (kv.go); nil when it is off
 }
 
 // Stats are the sink's counters.
@@ -149,6 +153,9 @@ func Connect(cfg Config) (*NATS, error) {
 		table:  state.New(scope(cfg.Filter)),
 		filter: cfg.Filter,
 		kick:   make(chan struct{}, 1),
+	}
+	if cfg.KV.Bucket != "" {
+		s.kv = newKVWriter(cfg.KV, cfg.Host, log)
 	}
 	security, err := securityOptions(cfg.Auth, cfg.TLS)
 	if err != nil {
@@ -228,6 +235,11 @@ func Connect(cfg Config) (*NATS, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.confirmer = stop, make(chan struct{})
 	go s.confirm(ctx)
+	if s.kv != nil {
+		kctx, stop := context.WithCancel(context.Background())
+		s.kv.stop = stop
+		go s.kvRun(kctx)
+	}
 	if !nc.IsConnected() {
 		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", redactURLs(url))
 	}
@@ -285,6 +297,9 @@ func (s *NATS) Handle(ev *event.Event) {
 		if s.dumping {
 			s.out = s.table.Vanished(s.dump.Interface, s.out[:0])
 			s.publishOut(ev)
+			if s.kv != nil && s.dump.Reason == event.ReasonStartup {
+				s.kvStartup(ev) // the deletions of what vanished while nlbridge was down
+			}
 			ev.Sync.Links, ev.Sync.Addrs = s.dump.Links, s.dump.Addrs
 			lost = s.dumpLost
 		}
@@ -388,6 +403,9 @@ func (s *NATS) send(ev *event.Event) bool {
 	}
 	s.seq++
 	s.sentOne(ev)
+	if s.kv != nil {
+		s.kvSent(ev, data)
+	}
 	if s.dumping && s.firstSeq == 0 && ev.Type != event.Sync {
 		s.firstSeq = s.seq
 	}
@@ -419,8 +437,14 @@ func (s *NATS) publishFailed(ev *event.Event, err error) {
 // with reason "reconnect", so that consumers that missed messages converge
 // and know it.
 func (s *NATS) reconcile() {
+	s.kv.wake() // the state bucket may be reachable again too
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reconcileLocked()
+}
+
+// reconcileLocked is reconcile with s.mu held.
+func (s *NATS) reconcileLocked() {
 	if s.nc == nil || !s.nc.IsConnected() {
 		return
 	}
@@ -483,6 +507,10 @@ func (s *NATS) Flush(ctx context.Context) error {
 // is done, then closes the connection at once. Close may be called more
 // than once.
 func (s *NATS) Close(ctx context.Context) error {
+	if s.kv != nil {
+		s.kv.stop() // writes what it can, then deletes the presence key
+		<-s.kv.done
+	}
 	s.stop()
 	<-s.confirmer
 	if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
