@@ -171,7 +171,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	var embedded sink.EmbeddedServer
 	if len(cfg.NATS.Servers) == 0 {
-		embedded, err = sink.StartEmbedded(cfg.NATS.Embedded.Listen, log)
+		embedded, err = sink.StartEmbedded(cfg.NATS.Embedded.Listen, log, sink.StoreDir(cfg.NATS.Embedded.StoreDir))
 		if err != nil {
 			return err
 		}
@@ -192,6 +192,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Filter:   flt,
 		Auth:     cfg.NATS.Auth,
 		TLS:      cfg.NATS.TLS,
+		KV:       kvConfig(cfg, embedded != nil),
 		Logger:   log.With("component", "sink"),
 	})
 	if err != nil {
@@ -249,6 +250,22 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			"reconciled", o.Reconciled, "reconnects", o.Reconnects)
 	}
 	return err
+}
+
+// kvConfig returns the state bucket's configuration. On the embedded
+// server, a single server, the bucket has one replica, and is kept in
+// memory unless nats.embedded.store_dir is set.
+func kvConfig(cfg config.Config, embedded bool) sink.KVConfig {
+	if cfg.KV.Bucket == "" {
+		return sink.KVConfig{}
+	}
+	k := sink.KVConfig{Bucket: cfg.KV.Bucket, Replicas: cfg.KV.Replicas, Memory: cfg.KV.Storage == config.StorageMemory,
+		PresenceTTL: cfg.KV.PresenceTTL, Version: version}
+	if embedded {
+		k.Replicas = 1
+		k.Memory = k.Memory || cfg.NATS.Embedded.StoreDir == ""
+	}
+	return k
 }
 
 // startupRetry is the wait before asking again for a startup dump that
