@@ -44,24 +44,31 @@ func StartEmbedded(listen string, log *slog.Logger, opts ...EmbeddedOption) (Emb
 		}
 		ln.Close()
 	}
+	storeDir, cleanup, err := o.jetStreamDir()
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "nlbridge-embedded",
 		Host:       host,
 		Port:       port,
 		NoSigs:     true,
 		JetStream:  true,
-		StoreDir:   o.storeDir,
+		StoreDir:   storeDir,
 	})
 	if err != nil {
+		cleanup()
 		return nil, fmt.Errorf("sink: embedded NATS server: %w", err)
 	}
 	ns.SetLoggerV2(serverLogger{log.With("component", "nats-server")}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
+		ns.WaitForShutdown()
+		cleanup()
 		return nil, fmt.Errorf("sink: embedded NATS server on %s did not start", listen)
 	}
-	return ns, nil
+	return cleanupServer{ns, cleanup}, nil
 }
 
 // serverLogger sends nats-server's logs to slog.

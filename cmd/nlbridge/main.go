@@ -179,8 +179,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			embedded.Shutdown()
 			embedded.WaitForShutdown()
 		}()
-		log.Info("no nats.servers configured: started an embedded NATS server; subscribe with: nats sub '"+cfg.Subjects.Prefix+".>'",
-			"url", embedded.ClientURL())
+		hint := "subscribe with: nats sub '" + cfg.Subjects.Prefix + ".>'"
+		if cfg.KV.Bucket != "" {
+			hint += "; watch the state with: nats kv watch " + cfg.KV.Bucket
+		}
+		log.Info("no nats.servers configured: started an embedded NATS server with JetStream; "+hint,
+			"url", embedded.ClientURL(), "store_dir", cfg.NATS.Embedded.StoreDir)
 	}
 	out, err := sink.Connect(sink.Config{
 		Servers:  cfg.NATS.Servers,
