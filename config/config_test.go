@@ -56,7 +56,9 @@ var goodInputs = []struct {
 	{
 		name: "kv",
 		in:   "kv:\n  bucket: state_1\n  replicas: 3\n  storage: memory\n  presence_ttl: 1m\n",
-		want: func(c *Config) { c.KV = KV{Bucket: "state_1", Replicas: 3, Storage: StorageMemory, PresenceTTL: time.Minute} },
+		want: func(c *Config) {
+			c.KV = KV{Bucket: "state_1", Replicas: 3, Storage: StorageMemory, PresenceTTL: time.Minute}
+		},
 	},
 	{
 		name: "kv off",

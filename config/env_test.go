@@ -128,7 +128,9 @@ func TestReadEnvironment(t *testing.T) {
 		{[]string{"NLBRIDGE_NATS_EMBEDDED_STORE_DIR=/var/lib/nlbridge"}, func(c *Config) { c.NATS.Embedded.StoreDir = "/var/lib/nlbridge" }},
 		{[]string{"NLBRIDGE_KV_BUCKET="}, func(c *Config) { c.KV.Bucket = "" }},
 		{[]string{"NLBRIDGE_KV_BUCKET=fleet", "NLBRIDGE_KV_REPLICAS=3", "NLBRIDGE_KV_STORAGE=memory", "NLBRIDGE_KV_PRESENCE_TTL=1m"},
-			func(c *Config) { c.KV = KV{Bucket: "fleet", Replicas: 3, Storage: StorageMemory, PresenceTTL: time.Minute} }},
+			func(c *Config) {
+				c.KV = KV{Bucket: "fleet", Replicas: 3, Storage: StorageMemory, PresenceTTL: time.Minute}
+			}},
 		{[]string{"NLBRIDGE_ENCODING=cbor"}, func(c *Config) { c.Encoding = EncodingCBOR }},
 		{[]string{"NLBRIDGE_SUBJECTS_PREFIX=events.netlink", "NLBRIDGE_SUBJECTS_CONTROL=ctl"}, func(c *Config) { c.Subjects = Subjects{Prefix: "events.netlink", Control: "ctl"} }},
 		{[]string{"NLBRIDGE_FILTER_INTERFACES_INCLUDE=eth*,bond[0-9]"}, func(c *Config) { c.Filter.Include = []string{"eth*", "bond[0-9]"} }},

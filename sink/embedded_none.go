@@ -17,4 +17,6 @@ var ErrNoEmbedded = errors.New("sink: this nlbridge was built without the embedd
 
 // StartEmbedded fails: this build leaves the NATS server out, which makes
 // the binary about half the size and its idle memory about 3 MiB smaller.
-func StartEmbedded(string, *slog.Logger, ...EmbeddedOption) (EmbeddedServer, error) { return nil, ErrNoEmbedded }
+func StartEmbedded(string, *slog.Logger, ...EmbeddedOption) (EmbeddedServer, error) {
+	return nil, ErrNoEmbedded
+}
