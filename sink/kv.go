@@ -115,6 +115,7 @@ type kvWriter struct {
 	noJS         bool      // warned that the server has no JetStream
 	down         bool      // the last attempt failed, and that was logged
 	claimed      bool      // presence written once (and another claim checked)
+	tried        bool      // a presence write was sent, which shutdown deletes
 	lastPresence time.Time // when presence was last written
 
 	writes   atomic.Uint64
@@ -460,6 +461,9 @@ func (s *NATS) kvStep(ctx context.Context) error {
 		err = s.kvPresence(ctx, js)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return err // shutting down: kvShutdown tries once more
+		}
 		s.kvFailed(err)
 		return err
 	}
@@ -699,6 +703,7 @@ func (s *NATS) kvPresence(ctx context.Context, js jetstream.JetStream) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
+	w.tried = true
 	if _, err := js.PublishMsg(pctx, m); err != nil {
 		w.failures.Add(1)
 		return fmt.Errorf("write presence: %w", err)
@@ -712,7 +717,7 @@ func (s *NATS) kvPresence(ctx context.Context, js jetstream.JetStream) error {
 // then the presence key's deletion, each within a few seconds.
 func (s *NATS) kvShutdown() {
 	w := s.kv
-	if !w.claimed || !s.nc.IsConnected() {
+	if !w.tried || !s.nc.IsConnected() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
