@@ -32,6 +32,9 @@ type Sources struct {
 	NetlinkUp func() bool      // the netlink socket is being read
 	NATSUp    func() bool      // connected to NATS
 	LastEvent func() time.Time // when the last event was read; zero for none yet
+	// KV reads the state bucket's counters; nil, the only optional
+	// function, when there is no bucket: its metrics are left out.
+	KV func() sink.KVStats
 }
 
 // valid reports the first missing function.
@@ -176,9 +179,28 @@ func writeMetrics(b *bytes.Buffer, src *Sources) {
 	writeSample(b, last, "", "", strconv.FormatFloat(v, 'g', -1, 64))
 
 	const up = "nlbridge_up"
-	writeHeader(b, up, `Whether a part of nlbridge works: part="netlink" is 1 while the netlink socket is read, part="nats" while connected to NATS.`, "gauge")
+	writeHeader(b, up, `Whether a part of nlbridge works: part="netlink" is 1 while the netlink socket is read, part="nats" while connected to NATS, part="kv" while the state bucket is reachable (when there is one).`, "gauge")
 	writeSample(b, up, "part", "netlink", bit(src.NetlinkUp()))
 	writeSample(b, up, "part", "nats", bit(src.NATSUp()))
+	if src.KV == nil {
+		return
+	}
+	kv := src.KV()
+	writeSample(b, up, "part", "kv", bit(kv.Reachable))
+	for _, m := range []struct {
+		name, help, typ string
+		value           string
+	}{
+		{"nlbridge_kv_writes_total", "Keys written to or deleted from the state bucket (presence included).", "counter",
+			strconv.FormatUint(kv.Writes, 10)},
+		{"nlbridge_kv_write_failures_total", "Writes to the state bucket that failed; their keys are written again with their current values.", "counter",
+			strconv.FormatUint(kv.Failures, 10)},
+		{"nlbridge_kv_pending_keys", "Keys of the state bucket (and links whose address keys are to be deleted) waiting to be written.", "gauge",
+			strconv.FormatInt(kv.Pending, 10)},
+	} {
+		writeHeader(b, m.name, m.help, m.typ)
+		writeSample(b, m.name, "", "", m.value)
+	}
 }
 
 func bit(ok bool) string {

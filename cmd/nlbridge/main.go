@@ -227,14 +227,18 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 				log.Error("metrics listener", "error", err)
 			}
 		}()
+		sources := metrics.Sources{
+			Source:    src.Stats,
+			Sink:      out.Stats,
+			NetlinkUp: func() bool { return src.Stats().Running },
+			NATSUp:    func() bool { return out.Conn().IsConnected() },
+			LastEvent: func() time.Time { return src.Stats().LastEvent },
+		}
+		if cfg.KV.Bucket != "" {
+			sources.KV = out.KVStats
+		}
 		go func() {
-			metricsDone <- metrics.ServeListener(mctx, metricsLn, metrics.Sources{
-				Source:    src.Stats,
-				Sink:      out.Stats,
-				NetlinkUp: func() bool { return src.Stats().Running },
-				NATSUp:    func() bool { return out.Conn().IsConnected() },
-				LastEvent: func() time.Time { return src.Stats().LastEvent },
-			}, log.With("component", "metrics"))
+			metricsDone <- metrics.ServeListener(mctx, metricsLn, sources, log.With("component", "metrics"))
 		}()
 	}
 	if cfg.Dump.OnStart {
