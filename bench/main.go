@@ -110,9 +110,14 @@ type bench struct {
 	// nc subscribes to nlbridge; pc to the pipeline.
 	nc, pc *nats.Conn
 	floor  *floor
-	// bridge is the JSON nlbridge watching ns, host "bench"; sub receives it.
+	// bridge is the JSON nlbridge watching ns, host "bench", without the
+	// state bucket; sub receives it.
 	bridge *proc
 	sub    *bridgeSub
+	// kvBridge is the same with the state bucket, host "benchkv"; kvSub
+	// receives it (see kv.go).
+	kvBridge *proc
+	kvSub    *bridgeSub
 	// pipe is the shell pipeline, nil when the nats CLI is missing; pipeRec
 	// receives what it publishes.
 	pipe    *pipeline
@@ -176,7 +181,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	if b.sub, err = subscribeBridge(b.nc, "nlbridge", "bench", false, "lat0"); err != nil {
 		return err
 	}
-	if b.bridge, err = startBridge(b.ns, b.bin, o.out, "bench", "json", b.url); err != nil {
+	if b.bridge, err = startBridge(b.ns, b.bin, o.out, "bench", "json", b.url, false); err != nil {
 		return err
 	}
 	cleanups = append(cleanups, func() {
@@ -202,6 +207,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	}
 	if b.rep.leanIdleMiB, err = b.leanIdle(ctx); err != nil {
 		return b.explain(fmt.Errorf("nlbridge-noembedded: %w", err))
+	}
+	if err := b.startKV(ctx, &cleanups); err != nil {
+		return b.explain(fmt.Errorf("state bucket: %w", err))
 	}
 
 	// The pipeline, when the nats CLI is there.
@@ -243,6 +251,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	}
 	if err := b.bridge.stop(10 * time.Second); err != nil {
 		return fmt.Errorf("nlbridge did not stop cleanly: %w", err)
+	}
+	if err := b.kvBridge.stop(10 * time.Second); err != nil {
+		return fmt.Errorf("nlbridge-kv did not stop cleanly: %w", err)
 	}
 
 	if err := b.rep.writeCSV(filepath.Join(o.out, "results.csv")); err != nil {
@@ -312,6 +323,9 @@ func waitSync(ctx context.Context, s *bridgeSub, reason string, timeout time.Dur
 // receivers returns the recorders of the floor, nlbridge and the pipeline.
 func (b *bench) receivers() []*recorder {
 	r := []*recorder{b.floor.rec, b.sub.rec}
+	if b.kvSub != nil {
+		r = append(r, b.kvSub.rec)
+	}
 	if b.pipeRec != nil {
 		r = append(r, b.pipeRec)
 	}
@@ -344,7 +358,7 @@ func (b *bench) latency(ctx context.Context) error {
 			if err := b.ns.setMTU(idx, m); err != nil {
 				return err
 			}
-			if _, err := b.pipeRec.waitFor(ctx, &cursors[2], 200*time.Millisecond, isMTU(m)); err == nil {
+			if _, err := b.pipeRec.waitFor(ctx, &cursors[len(recs)-1], 200*time.Millisecond, isMTU(m)); err == nil {
 				ready = true
 				break
 			}
@@ -405,6 +419,9 @@ func (b *bench) burst(ctx context.Context) error {
 		ticks0, exec0 time.Duration
 	}
 	groups := []*group{{name: "nlbridge", procs: []*proc{b.bridge}}, {name: "ip-monitor>/dev/null", procs: []*proc{mon}}}
+	if b.kvBridge != nil {
+		groups = append(groups, &group{name: "nlbridge-kv", procs: []*proc{b.kvBridge}})
+	}
 	if b.pipe != nil {
 		groups = append(groups, &group{name: "pipeline", procs: []*proc{b.pipe.ip, b.pipe.nats}})
 	}
@@ -458,6 +475,9 @@ func (b *bench) burst(ctx context.Context) error {
 		if err := r.quiet(ctx, time.Second, 60*time.Second); err != nil {
 			return err
 		}
+	}
+	if err := b.kvSettle(ctx); err != nil {
+		return err
 	}
 	kernel := b.floor.rec.msgs.Load() - kernel0
 	if n := b.floor.overflows.Load() - over0; n > 0 {
@@ -540,7 +560,7 @@ func (b *bench) scaling(ctx context.Context) error {
 			return err
 		}
 		logf("scaling: %d pairs (%d links, %d addresses) added in %v", pairs, links, addrs, time.Since(start).Round(time.Millisecond))
-		var bridge, ip []time.Duration
+		var bridge, withKV, ip []time.Duration
 		var bytes, events int
 		for range b.o.repeats {
 			d, s, err := b.dump(ctx, b.nc, b.sub, "bench", links, addrs)
@@ -548,6 +568,13 @@ func (b *bench) scaling(ctx context.Context) error {
 				return err
 			}
 			bridge = append(bridge, d)
+			if b.kvSub != nil {
+				d, _, err := b.dump(ctx, b.nc, b.kvSub, "benchkv", links, addrs)
+				if err != nil {
+					return err
+				}
+				withKV = append(withKV, d)
+			}
 			bytes += s.bytes
 			events += s.msgs
 			t, err := b.ipJSON(ctx)
@@ -570,6 +597,11 @@ func (b *bench) scaling(ctx context.Context) error {
 		b.rep.add(name("dump"), "nlbridge-json", p.bridgeMs, "ms")
 		b.rep.add(name("dump"), "ip -j link+addr", p.ipMs, "ms")
 		b.rep.add(name("dump_ratio"), "nlbridge-json/ip", p.bridgeMs/p.ipMs, "x")
+		if len(withKV) > 0 {
+			kvMs := millis(median(withKV))
+			b.rep.add(name("dump"), "nlbridge-kv", kvMs, "ms")
+			b.rep.add(name("dump_ratio"), "nlbridge-kv/nlbridge", kvMs/p.bridgeMs, "x")
+		}
 		b.rep.add(name("bytes_per_event"), "nlbridge-json", float64(bytes)/float64(events), "bytes")
 		b.rep.add(name("rss_peak"), "nlbridge", p.peakMiB, "MiB")
 		b.rep.add(name("rss_now"), "nlbridge", float64(rss)/1024, "MiB")
@@ -627,7 +659,7 @@ func (b *bench) cbor(ctx context.Context) error {
 		return err
 	}
 	defer s.sub.Unsubscribe()
-	p, err := startBridge(b.ns, b.bin, b.o.out, "benchc", "cbor", b.url)
+	p, err := startBridge(b.ns, b.bin, b.o.out, "benchc", "cbor", b.url, false)
 	if err != nil {
 		return err
 	}
@@ -682,7 +714,7 @@ func (b *bench) leanIdle(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	defer s.sub.Unsubscribe()
-	p, err := startBridge(b.ns, b.leanBin, b.o.out, host, "json", b.url)
+	p, err := startBridge(b.ns, b.leanBin, b.o.out, host, "json", b.url, false)
 	if err != nil {
 		return 0, err
 	}
@@ -733,8 +765,13 @@ func buildBridge(ctx context.Context, dir, name string, tags ...string) (string,
 }
 
 // startBridge writes a configuration for host and starts nlbridge with it,
-// watching ns and publishing to url; its log goes to dir/nlbridge-HOST.log.
-func startBridge(ns *netNS, bin, dir, host, encoding, url string) (*proc, error) {
+// watching ns and publishing to url, with the state bucket "netlink" or
+// without; its log goes to dir/nlbridge-HOST.log.
+func startBridge(ns *netNS, bin, dir, host, encoding, url string, kv bool) (*proc, error) {
+	bucket := ""
+	if kv {
+		bucket = "netlink"
+	}
 	cfg := fmt.Sprintf(`host: %s
 netlink:
   netns: %s
@@ -745,7 +782,10 @@ dump:
   min_interval: 0s
 log:
   level: info
-`, host, ns.path, url, encoding)
+kv:
+  bucket: %q
+  storage: memory
+`, host, ns.path, url, encoding, bucket)
 	path := filepath.Join(dir, "nlbridge-"+host+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err

@@ -197,6 +197,20 @@ func (r *report) targets() []string {
 		check(fmt.Sprintf("dump of %d pairs ≤ 1.2× `ip -j`", p.pairs), p.bridgeMs <= 1.2*p.ipMs,
 			"%.0f / %.0f ms = %.2f×", p.bridgeMs, p.ipMs, p.bridgeMs/p.ipMs)
 	}
+	kc, ok3 := r.get("burst_cost", "nlbridge-kv")
+	if ok1 && ok3 {
+		check("state bucket: CPU per kernel message ≤ 2× without it", kc <= 2*bc, "%.2f / %.2f µs = %.2f×", kc, bc, kc/bc)
+	}
+	if kp50, ok := r.get("latency_p50", "nlbridge-kv"); ok && ok2 {
+		check("state bucket: latency p50 ≤ 1.1× without it", kp50 <= 1.1*bp50, "%.0f / %.0f µs = %.2f×", kp50, bp50, kp50/bp50)
+	}
+	if kd, ok := r.get("dump_2000pairs", "nlbridge-kv"); ok {
+		bd, _ := r.get("dump_2000pairs", "nlbridge-json")
+		check("state bucket: dump of 2000 pairs ≤ 2× without it", kd <= 2*bd, "%.0f / %.0f ms = %.2f×", kd, bd, kd/bd)
+	}
+	if st, ok := r.get("kv_stale_startup", "nlbridge-kv-stale"); ok {
+		check("state bucket: startup reconciliation of 10,000 stale keys < 2 s", st < 2000, "%.0f ms more to the startup SYNC", st)
+	}
 	if r.idleMiB > 0 {
 		check("RSS < 12 MiB idle", r.idleMiB < 12, "%.1f MiB", r.idleMiB)
 	}
