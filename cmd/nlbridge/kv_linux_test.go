@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nlbridge/nlbridge/internal/nstest"
+	"github.com/nlbridge/nlbridge/sink"
 )
 
 // kvBucket returns the bucket "netlink" on url, waiting for nlbridge to
@@ -58,6 +59,7 @@ func bucketState(kv jetstream.KeyValue, host string) (state, error) {
 		return s, err
 	}
 	defer w.Stop()
+	addrKeys := map[string]map[string]any{} // key → address
 	for {
 		var e jetstream.KeyValueEntry
 		select {
@@ -66,6 +68,13 @@ func bucketState(kv jetstream.KeyValue, host string) (state, error) {
 			return s, ctx.Err()
 		}
 		if e == nil {
+			// An address is filed under its link's name and its id.
+			for key, a := range addrKeys {
+				name, ok := s.links[a["index"].(float64)]
+				if want := host + ".addr." + sink.EscapeToken(name) + "." + sink.EscapeToken(a["id"].(string)); ok && key != want {
+					return s, fmt.Errorf("address %v under key %s, want %s", a["id"], key, want)
+				}
+			}
 			return s, nil
 		}
 		m, err := decodePayload(&nats.Msg{Header: nats.Header{"Content-Type": {"application/json"}}, Data: e.Value()})
@@ -76,11 +85,12 @@ func bucketState(kv jetstream.KeyValue, host string) (state, error) {
 		switch {
 		case v.str("type") == "NEWLINK" && strings.HasPrefix(e.Key(), host+".link."):
 			s.links[v.obj("link")["index"].(float64)] = v.obj("link")["name"].(string)
-			if want := host + ".link." + v.obj("link")["name"].(string); e.Key() != want {
+			if want := host + ".link." + sink.EscapeToken(v.obj("link")["name"].(string)); e.Key() != want {
 				return s, fmt.Errorf("key %s holds link %v", e.Key(), v.obj("link")["name"])
 			}
 		case v.str("type") == "NEWADDR" && strings.HasPrefix(e.Key(), host+".addr."):
 			s.addrs[consumerAddrKey(v.obj("addr"))] = true
+			addrKeys[e.Key()] = v.obj("addr")
 		default:
 			return s, fmt.Errorf("key %s holds a %s", e.Key(), v.str("type"))
 		}
@@ -291,4 +301,41 @@ func TestIntegrationKVPresence(t *testing.T) {
 	if err := c.wait(10 * time.Second); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
+}
+
+// TestIntegrationKVKernelTraps: the bucket follows the kernel through a
+// bridge enslave and release, a rename (which moves the link's address
+// keys) to a name that needs escaping, a move to another namespace, IPv6
+// addresses dropped by setting a link down, and a bridge deleted with a
+// port.
+func TestIntegrationKVKernelTraps(t *testing.T) {
+	ns, other := nstest.New(t), nstest.New(t)
+	a0, a1 := ns.AddVeth(t, "a0", "a1")
+	br := ns.AddBridge(t, "br0")
+	srv := jetStreamServer(t, 0, t.TempDir())
+	runBridge(t, context.Background(), testConfig("kvtraps", ns, srv.ClientURL()))
+	kv := kvBucket(t, srv.ClientURL())
+	waitBucket(t, ns, kv, "kvtraps", 10*time.Second)
+
+	ns.AddAddr(t, a0, netip.MustParsePrefix("192.0.2.1/24"))
+	ns.AddAddr(t, a0, netip.MustParsePrefix("2001:db8::1/64"))
+	ns.SetMaster(t, a1, br)
+	ns.SetUp(t, a0, true)
+	ns.SetUp(t, a1, true)
+	ns.SetUp(t, br, true)
+	waitBucket(t, ns, kv, "kvtraps", 10*time.Second)
+
+	ns.SetMaster(t, a1, 0)
+	ns.SetUp(t, a0, false) // drops 2001:db8::1 (and the link-local address)
+	ns.Rename(t, a0, "wan.0")
+	ns.AddAddr(t, a0, netip.MustParsePrefix("198.51.100.1/24"))
+	waitBucket(t, ns, kv, "kvtraps", 10*time.Second)
+	if _, err := kv.Get(context.Background(), "kvtraps.addr.wan=2E0.192=2E0=2E2=2E1=2F24"); err != nil {
+		t.Errorf("192.0.2.1 after the rename of a0 to wan.0: %v", err)
+	}
+
+	ns.SetMaster(t, a1, br)
+	ns.MoveTo(t, a0, other) // takes its addresses out of the namespace
+	ns.DelLink(t, br)
+	waitBucket(t, ns, kv, "kvtraps", 10*time.Second)
 }
