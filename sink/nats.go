@@ -478,13 +478,64 @@ func (s *NATS) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops confirming and drains the connection: everything published
-// so far is sent before the connection closes. It waits for that until ctx
-// is done, then closes the connection at once. Close may be called more
-// than once.
+// UndeliveredError is the error Close returns when events may not have
+// reached the server: changes that could not be published (the server was
+// unreachable), and messages that the NATS client took but the server did
+// not confirm before the connection closed.
+type UndeliveredError struct {
+	// Unpublished counts the objects (links and addresses, deletions
+	// included) whose last change was never published.
+	Unpublished int
+	// Unconfirmed counts the messages published since the server last
+	// confirmed what it received; some of them may have reached it.
+	Unconfirmed uint64
+	// Err says why the drain did not complete, or is nil.
+	Err error
+}
+
+// Undelivered returns how many events were not delivered, at most.
+func (e *UndeliveredError) Undelivered() uint64 { return uint64(e.Unpublished) + e.Unconfirmed }
+
+func (e *UndeliveredError) Error() string {
+	msg := fmt.Sprintf("sink: %d events not delivered to NATS (%d changes never published, %d messages not confirmed by the server)",
+		e.Undelivered(), e.Unpublished, e.Unconfirmed)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *UndeliveredError) Unwrap() error { return e.Err }
+
+// Close stops confirming, has the server confirm what was published, and
+// drains the connection: everything published so far is sent before the
+// connection closes. It waits for that until ctx is done, then closes the
+// connection at once. It returns an *UndeliveredError when some events may
+// not have reached the server, and nil when the server confirmed them all,
+// or else the error that stopped the drain (nothing was lost to it). Call
+// Close once nothing calls Handle any more; it may be called more than
+// once.
 func (s *NATS) Close(ctx context.Context) error {
 	s.stop()
 	<-s.confirmer
+	// A completed drain flushes too, but nats.go closes the connection
+	// whether that flush succeeded or not; a confirmation says. (While
+	// reconnecting, a flush would only wait for ctx.)
+	if s.nc.IsConnected() {
+		s.confirmOnce(ctx)
+	}
+	err := s.drain(ctx)
+	s.mu.Lock()
+	u := &UndeliveredError{Unpublished: len(s.table.Dirty()), Unconfirmed: s.seq - s.confirmed, Err: err}
+	s.mu.Unlock()
+	if u.Undelivered() > 0 {
+		return u
+	}
+	return err
+}
+
+// drain drains the connection and waits until it is closed or ctx is done.
+func (s *NATS) drain(ctx context.Context) error {
 	if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		s.nc.Close()
 		return fmt.Errorf("sink: drain: %w", err)
