@@ -164,32 +164,3 @@ func isAuthError(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
 }
-
-// redactURL hides the secret in a server URL for the logs: the password of
-// user:password, or a token given as the user. Unlike url.URL.Redacted it
-// also hides tokens and works on URLs that do not parse.
-func redactURL(s string) string {
-	scheme, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, rest = s[:i+3], s[i+3:]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return s
-	}
-	user := "xxxxx" // a token
-	if i := strings.IndexByte(rest[:at], ':'); i >= 0 {
-		user = rest[:i+1] + "xxxxx"
-	}
-	return scheme + user + rest[at:]
-}
-
-// redactURLs redacts each URL of a comma-separated list, as nats.Connect
-// takes it.
-func redactURLs(urls string) string {
-	r := strings.Split(urls, ",")
-	for i, s := range r {
-		r[i] = redactURL(s)
-	}
-	return strings.Join(r, ",")
-}
