@@ -53,7 +53,9 @@ type Config struct {
 	Filter *filter.Filter
 	// Logger receives the sink's logs; nil discards them.
 	Logger *slog.Logger
-	// Auth and TLS secure the connection to Servers.
+	// Auth and TLS secure the connection to Servers. They must be valid
+	// as config.Config.Validate checks them; Connect checks only the files
+	// they name.
 	Auth Auth
 	TLS  TLS
 }
