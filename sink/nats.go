@@ -211,7 +211,8 @@ func Connect(cfg Config) (*NATS, error) {
 		if cfg.Embedded == nil {
 			return nil, errors.New("sink: no NATS servers and no embedded server")
 		}
-		opts = append(opts, nats.InProcessServer(cfg.Embedded))
+		opts = append(opts, nats.InProcessServer(cfg.Embedded), cfg.Embedded.clientAuth())
+		auth = "nkey"
 		url = cfg.Embedded.ClientURL() // for the logs; the connection is in-process
 	} else {
 		opts = append(opts, nats.SetCustomDialer(newDialer(nats.DefaultTimeout)))
@@ -505,4 +506,7 @@ type EmbeddedServer interface {
 	ClientURL() string
 	Shutdown()
 	WaitForShutdown()
+	// clientAuth authenticates the sink as the one user that may publish
+	// events.
+	clientAuth() nats.Option
 }
