@@ -78,7 +78,7 @@ func StartEmbedded(cfg EmbeddedConfig) (EmbeddedServer, error) {
 		Nkeys: []*server.NkeyUser{
 			{Nkey: ownPub}, // no Permissions: all
 			{Nkey: anonymousPub, Permissions: &server.Permissions{
-				Publish: &server.SubjectPermission{Deny: anonymousPublishDenied(cfg.Prefix)},
+				Publish: &server.SubjectPermission{Deny: anonymousPublishDenied(cfg)},
 			}},
 		},
 		NoAuthUser: anonymousPub,
@@ -100,13 +100,14 @@ func StartEmbedded(cfg EmbeddedConfig) (EmbeddedServer, error) {
 }
 
 // anonymousPublishDenied lists the subjects that clients other than
-// nlbridge may not publish on: the events, which consumers apply. Anything
-// else is allowed, so that they can ask for dumps on the control subjects,
-// reply from their inboxes and use $SRV discovery. Another subject of
-// nlbridge's own output is denied here by adding a line.
-func anonymousPublishDenied(prefix string) []string {
+// nlbridge may not publish on: what nlbridge alone writes and consumers
+// trust, the events. Anything else is allowed, so that they can ask for
+// dumps on the control subjects, reply from their inboxes and use $SRV
+// discovery. Another subject of nlbridge's own output (a key-value
+// bucket's "$KV.<bucket>.>") is denied by adding its line here.
+func anonymousPublishDenied(cfg EmbeddedConfig) []string {
 	return []string{
-		prefix, prefix + ".>", // events
+		cfg.Prefix, cfg.Prefix + ".>", // events
 	}
 }
 
