@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/filter"
 	"github.com/nlbridge/nlbridge/state"
@@ -53,7 +53,9 @@ type Config struct {
 	Filter *filter.Filter
 	// Logger receives the sink's logs; nil discards them.
 	Logger *slog.Logger
-	// Auth and TLS secure the connection to Servers.
+	// Auth and TLS secure the connection to Servers. They must be valid
+	// as config.Config.Validate checks them; Connect checks only the files
+	// they name.
 	Auth Auth
 	TLS  TLS
 }
@@ -180,7 +182,7 @@ func Connect(cfg Config) (*NATS, error) {
 		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
-			log.Info("connected to NATS", "server", redactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
+			log.Info("connected to NATS", "server", config.RedactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
 			s.reconcile()
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -190,7 +192,7 @@ func Connect(cfg Config) (*NATS, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
-			log.Info("reconnected to NATS", "server", redactURL(nc.ConnectedUrl()))
+			log.Info("reconnected to NATS", "server", config.RedactURL(nc.ConnectedUrl()))
 			s.reconcile()
 		}),
 		nats.ReconnectErrHandler(connectFailed),
@@ -209,17 +211,15 @@ func Connect(cfg Config) (*NATS, error) {
 		if cfg.Embedded == nil {
 			return nil, errors.New("sink: no NATS servers and no embedded server")
 		}
-		opts = append(opts, nats.InProcessServer(cfg.Embedded))
+		opts = append(opts, nats.InProcessServer(cfg.Embedded), cfg.Embedded.clientAuth())
+		auth = "nkey"
 		url = cfg.Embedded.ClientURL() // for the logs; the connection is in-process
 	} else {
 		opts = append(opts, nats.SetCustomDialer(newDialer(nats.DefaultTimeout)))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		if ue, ok := errors.AsType[*neturl.Error](err); ok {
-			ue.URL = redactURL(ue.URL) // a URL that does not parse
-		}
-		return nil, fmt.Errorf("sink: connect to NATS %s: %w", redactURLs(url), err)
+		return nil, fmt.Errorf("sink: connect to NATS %s: %w", config.RedactURL(url), config.RedactError(err))
 	}
 	s.mu.Lock()
 	s.nc = nc
@@ -229,7 +229,7 @@ func Connect(cfg Config) (*NATS, error) {
 	s.stop, s.confirmer = stop, make(chan struct{})
 	go s.confirm(ctx)
 	if !nc.IsConnected() {
-		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", redactURLs(url))
+		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", config.RedactURL(url))
 	}
 	// The first connection may have come before s.nc was set.
 	s.reconcile()
@@ -557,4 +557,7 @@ type EmbeddedServer interface {
 	ClientURL() string
 	Shutdown()
 	WaitForShutdown()
+	// clientAuth authenticates the sink as the one user that may publish
+	// events.
+	clientAuth() nats.Option
 }

@@ -23,12 +23,12 @@ func TestStartEmbeddedPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	_, err = StartEmbedded(ln.Addr().String(), discard())
+	_, err = StartEmbedded(EmbeddedConfig{Listen: ln.Addr().String(), Prefix: "netlink", Logger: discard()})
 	if err == nil || !strings.Contains(err.Error(), "cannot listen") || !strings.Contains(err.Error(), "nats.servers") {
 		t.Errorf("StartEmbedded on a busy port: err = %v, want a clear 'cannot listen' error", err)
 	}
 	for _, bad := range []string{"localhost", "127.0.0.1:http"} {
-		if _, err := StartEmbedded(bad, discard()); err == nil {
+		if _, err := StartEmbedded(EmbeddedConfig{Listen: bad, Prefix: "netlink", Logger: discard()}); err == nil {
 			t.Errorf("StartEmbedded(%q): no error", bad)
 		}
 	}
@@ -37,7 +37,7 @@ func TestStartEmbeddedPortInUse(t *testing.T) {
 // TestHandle publishes through an embedded server and checks stamping:
 // host, boot, consecutive seq, first_seq of the dump, subjects, headers.
 func TestHandle(t *testing.T) {
-	srv, err := StartEmbedded("127.0.0.1:0", discard())
+	srv, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink", Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func startService(t *testing.T, d Dumper) *nats.Conn {
 // startServiceSink is startService that also returns the sink.
 func startServiceSink(t *testing.T, d Dumper) (*nats.Conn, *NATS) {
 	t.Helper()
-	srv, err := StartEmbedded("127.0.0.1:0", discard())
+	srv, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink", Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,7 +174,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) (rerr error) 
 
 	var embedded sink.EmbeddedServer
 	if len(cfg.NATS.Servers) == 0 {
-		embedded, err = sink.StartEmbedded(cfg.NATS.Embedded.Listen, log)
+		embedded, err = sink.StartEmbedded(sink.EmbeddedConfig{Listen: cfg.NATS.Embedded.Listen, Prefix: cfg.Subjects.Prefix, Logger: log})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,15 @@
+package sink
+
+import "log/slog"
+
+// EmbeddedConfig configures the NATS server that StartEmbedded starts.
+type EmbeddedConfig struct {
+	// Listen is the host:port the server listens on (port 0 picks a free
+	// one), nats.embedded.listen.
+	Listen string
+	// Prefix is the prefix of the event subjects, subjects.prefix: only
+	// nlbridge's own connection may publish on it.
+	Prefix string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
