@@ -183,20 +183,25 @@ func Open(cfg Config) (*Netlink, error) {
 	return n, nil
 }
 
-// openNetNS opens a network namespace file and checks that it is one.
+// openNetNS opens a network namespace file and checks that it is one: the
+// kernel says which kind of namespace a file is (NS_GET_NSTYPE, Linux 4.11),
+// so neither another file of /proc nor a namespace of another type passes.
 func openNetNS(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: open network namespace: %w", err)
 	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+	typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil || typ != unix.CLONE_NEWNET {
 		f.Close()
-		return nil, fmt.Errorf("source: stat network namespace %s: %w", path, err)
-	}
-	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
-		f.Close()
-		return nil, fmt.Errorf("source: %s is not a network namespace (want a file such as /var/run/netns/NAME or /proc/PID/ns/net)", path)
+		what := "not a namespace"
+		switch {
+		case err != nil && !errors.Is(err, unix.ENOTTY):
+			what = err.Error()
+		case err == nil:
+			what = "a namespace of another type"
+		}
+		return nil, fmt.Errorf("source: %s is not a network namespace (%s; want a file such as /var/run/netns/NAME or /proc/PID/ns/net)", path, what)
 	}
 	return f, nil
 }
