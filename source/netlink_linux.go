@@ -29,8 +29,11 @@ const (
 	groups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR
 
 	// recvSize is the first receive buffer size. The kernel builds dump
-	// replies of at most 32 KiB; a larger datagram grows the buffer.
-	recvSize = 64 << 10
+	// replies of at most 32 KiB (more only for a single message larger
+	// than that); a larger datagram from the kernel grows the buffer, up to
+	// maxRecvSize, and one that does not fit even then is lost.
+	recvSize    = 64 << 10
+	maxRecvSize = 1 << 20
 
 	// rtextFilterSkipStats asks the kernel to leave the interface counters
 	// out of link dumps: nlbridge does not publish them, and they are the
@@ -111,6 +114,8 @@ type dump struct {
 	seq      uint32 // its netlink sequence number
 	index    uint32 // the narrowed dump's link index, from the kernel's reply
 	intr     bool   // the kernel flagged a message NLM_F_DUMP_INTR
+	stale    uint32 // seq of an abandoned attempt whose replies may still come, or 0
+	busy     bool   // the kernel refused this attempt (EBUSY) while stale runs: ask again when it ends
 	attempts int
 	links    int
 	addrs    int
@@ -237,15 +242,17 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 			case errors.Is(err, unix.ENOBUFS):
 				n.overflow("the kernel dropped messages: socket receive buffer overflow")
 				continue
-			case errors.Is(err, errTruncated):
-				n.overflow(fmt.Sprintf("a datagram of %d bytes did not fit the %d byte buffer", size, len(n.buf)))
-				n.buf = make([]byte, 2*size)
-				continue
 			}
 			return fmt.Errorf("source: receive: %w", err)
 		}
+		// The sender first, whatever the size: a datagram that a process
+		// sent changes nothing, however large it is.
 		if n.from.Pid != 0 {
-			n.foreign()
+			n.foreign(size)
+			continue
+		}
+		if size > len(n.buf) {
+			n.truncated(size)
 			continue
 		}
 		now := time.Now()
@@ -254,11 +261,10 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-var errTruncated = errors.New("datagram truncated")
-
 // recv reads one datagram into n.buf, and its sender into n.from, without
 // allocating. MSG_TRUNC makes the kernel report a datagram's real size, so
-// truncation is detected.
+// a size larger than n.buf means that the datagram was truncated; the
+// kernel fills n.from even then.
 func (n *Netlink) recv() (int, error) {
 	var size int
 	var errno syscall.Errno
@@ -280,10 +286,63 @@ func (n *Netlink) recv() (int, error) {
 		return 0, err
 	case errno != 0:
 		return 0, errno
-	case size > len(n.buf):
-		return size, errTruncated
 	}
 	return size, nil
+}
+
+// truncated handles a datagram from the kernel that did not fit n.buf, of
+// which only the head was read: it grows the buffer (up to maxRecvSize) and
+// counts what was lost. Outside a dump a notification was lost, which a
+// resync repairs. During a dump, the lost messages may be the dump's, and
+// a SYNC after them would make consumers delete what exists: the attempt is
+// abandoned and the dump started again (as after NLM_F_DUMP_INTR). As the
+// lost part may have held the kernel's NLMSG_DONE, the new request goes out
+// at once; if the kernel refuses it (EBUSY: the old attempt still runs), it
+// is sent again when the old attempt ends.
+func (n *Netlink) truncated(size int) {
+	// The head read holds at least a header: whose the datagram was.
+	pid := binary.NativeEndian.Uint32(n.buf[12:16])
+	seq := binary.NativeEndian.Uint32(n.buf[8:12])
+	had := len(n.buf)
+	if want := min(max(2*had, nlmsgAlign(size)), maxRecvSize); want > had {
+		n.buf = make([]byte, want)
+	}
+	why := fmt.Sprintf("a datagram of %d bytes from the kernel did not fit the %d byte buffer (now %d)", size, had, len(n.buf))
+
+	n.mu.Lock()
+	d := n.active
+	if d == nil {
+		n.mu.Unlock()
+		n.overflow(why)
+		return
+	}
+	n.c.overflows.Add(1)
+	n.log.Warn("netlink overflow during a dump: messages were lost; the dump starts again", "cause", why)
+	var err error
+	switch {
+	case pid == n.pid && seq == d.seq && !d.busy:
+		// The current attempt's reply: abandon it.
+		d.stale = d.seq
+		err = n.retryLocked(d, "a reply was truncated")
+	case pid == n.pid && seq == d.stale && d.busy:
+		// The abandoned attempt still ran when we asked again, and its
+		// NLMSG_DONE may have been in what was lost: ask again now.
+		err = n.retryLocked(d, "a reply was truncated")
+	case pid == n.pid && seq == d.stale:
+		// The abandoned attempt's, before the kernel answered the
+		// current request: if it refuses it, the abandoned attempt's
+		// end comes after the refusal; if it accepts it, the abandoned
+		// attempt has ended. Nothing to do either way.
+	default:
+		// A notification was lost: what the current attempt reads may
+		// not include its change, so the attempt is read to its end and
+		// then made again.
+		d.intr = true
+	}
+	n.mu.Unlock()
+	if err != nil {
+		n.dumpFailed(d, err)
+	}
 }
 
 // datagram splits one datagram into its messages and handles each.
@@ -326,7 +385,32 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 	n.c.messages.Add(1)
 	n.mu.Lock()
 	d := n.active
+	if d != nil && d.stale != 0 && m.Header.PID == n.pid && m.Header.Sequence == d.stale {
+		// A reply of an abandoned attempt: skipped. Once it ends, an
+		// attempt that the kernel refused meanwhile is made again.
+		var err error
+		if t := m.Header.Type; t == netlink.Done || t == netlink.Error {
+			d.stale = 0
+			if d.busy {
+				err = n.retryLocked(d, "")
+			}
+		}
+		n.mu.Unlock()
+		n.c.skipped.Add(1)
+		if err != nil {
+			n.dumpFailed(d, err)
+		}
+		return
+	}
 	isDump := d != nil && m.Header.PID == n.pid && m.Header.Sequence == d.seq
+	if isDump && d.stale != 0 && m.Header.Type == netlink.Error && errors.Is(nlError(m.Data), unix.EBUSY) {
+		// The kernel refused the new attempt: the abandoned one still
+		// runs. Its end makes the attempt again.
+		d.busy = true
+		n.mu.Unlock()
+		n.c.skipped.Add(1)
+		return
+	}
 	if isDump {
 		// From here on the dump may publish: a request arriving now has
 		// not seen what it published before, so it waits for the next.
@@ -424,16 +508,7 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 		return
 	}
 	if d.intr {
-		d.attempts++
-		if d.attempts >= maxDumpAttempts {
-			n.mu.Unlock()
-			n.dumpFailed(d, fmt.Errorf("source: dump interrupted %d times in a row: the kernel's tables keep changing", d.attempts))
-			return
-		}
-		n.c.dumpRetries.Add(1)
-		n.log.Debug("dump interrupted by a concurrent change, retrying", "attempt", d.attempts)
-		d.intr, d.told, d.index, d.links, d.addrs = false, false, 0, 0, 0
-		err := n.requestLocked(d, rtmGetLink)
+		err := n.retryLocked(d, "interrupted by a concurrent change")
 		n.mu.Unlock()
 		if err != nil {
 			n.dumpFailed(d, err)
@@ -462,6 +537,22 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 		r.done <- dumpResult{ev: marker}
 	}
 	n.startQueuedLocked()
+}
+
+// retryLocked starts the dump d again from its first request, unless it
+// has been attempted maxDumpAttempts times; why is logged, unless empty
+// (the attempt was counted when it was abandoned). n.mu is held.
+func (n *Netlink) retryLocked(d *dump, why string) error {
+	if why != "" {
+		d.attempts++
+		if d.attempts >= maxDumpAttempts {
+			return fmt.Errorf("source: dump attempted %d times in a row (last: %s): the kernel's tables keep changing", d.attempts, why)
+		}
+		n.c.dumpRetries.Add(1)
+		n.log.Debug("dump retried", "why", why, "attempt", d.attempts)
+	}
+	d.intr, d.busy, d.told, d.index, d.links, d.addrs = false, false, false, 0, 0, 0
+	return n.requestLocked(d, rtmGetLink)
 }
 
 // dumpFailed ends the dump in progress with err and moves on to the queued
@@ -770,15 +861,16 @@ func (n *Netlink) queueResync() {
 // foreign counts a datagram that a process rather than the kernel sent to
 // the socket, which is dropped: with CAP_NET_ADMIN over the namespace (in
 // a user namespace of its own, for instance) a process can send to any
-// netlink socket in it, and must not be able to forge events. The first
-// is logged as a warning, later ones at debug level.
-func (n *Netlink) foreign() {
+// netlink socket in it, and must not be able to forge events, nor make
+// nlbridge grow its buffer or dump. The first is logged as a warning, later
+// ones at debug level.
+func (n *Netlink) foreign(size int) {
 	level := slog.LevelDebug
 	if n.c.foreign.Add(1) == 1 {
 		level = slog.LevelWarn
 	}
 	n.log.Log(context.Background(), level, "dropped a netlink datagram that the kernel did not send (further ones are logged at debug level)",
-		"sender_port", n.from.Pid)
+		"sender_port", n.from.Pid, "size", size)
 }
 
 // decodeError counts a message that could not be decoded. The first is
