@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -52,6 +53,18 @@ const (
 // variable so that tests can lower it.
 var maxDumpAttempts = 10
 
+// recvMode lets tests and benchmarks override how recv makes its system
+// call: recvAuto chooses (see recv), recvAlwaysRaw is how every receive was
+// made before (so that the stall it caused can be measured against), and
+// recvNeverRaw tells the scheduler every time.
+var recvMode = recvAuto
+
+const (
+	recvAuto = iota
+	recvAlwaysRaw
+	recvNeverRaw
+)
+
 // Netlink is the rtnetlink source: one socket that has joined the link and
 // address groups, from which Run reads events and the replies to the dumps
 // that Dump asks for. Run, Dump and Stats may be called concurrently; Close
@@ -63,6 +76,11 @@ type Netlink struct {
 	look *netlink.Conn   // a second socket, in no group: Dump asks it whether an interface exists
 	log  *slog.Logger
 	c    counters
+
+	// dumping is set before a dump request is sent, and cleared when the
+	// kernel has ended every dump it ran for us: while the kernel runs one,
+	// a receive may continue it, and sleep (see recv).
+	dumping atomic.Bool
 
 	buf     []byte                  // receive buffer, reused; owned by Run
 	from    unix.RawSockaddrNetlink // sender of the last datagram; owned by Run
@@ -268,16 +286,41 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 func (n *Netlink) recv() (int, error) {
 	var size int
 	var errno syscall.Errno
+	// MSG_DONTWAIT: the call never waits for data; an empty socket is
+	// waited for through the runtime's poller. Outside our dumps it cannot
+	// sleep at all (netlink_recvmsg dequeues and copies), so it is made
+	// raw, without telling the scheduler, which would wake its monitor
+	// thread (sysmon) once per event. But while the kernel runs a dump for
+	// this socket, netlink_recvmsg continues it (netlink_dump) and may
+	// sleep on the rtnl lock or a mutex for as long as another process
+	// holds it: a raw call would hold the P meanwhile and, with GOMAXPROCS
+	// 1, stop every goroutine (the NATS client, the metrics server, the
+	// GC). So during dumps the scheduler is told. (A receive that races
+	// with the start of a dump by another goroutine may still be raw.)
 	err := n.raw.Read(func(fd uintptr) bool {
+		// Looked at before each call: a dump may have started while
+		// the reader waited for the socket.
+		raw := !n.dumping.Load()
+		switch recvMode {
+		case recvAlwaysRaw:
+			raw = true
+		case recvNeverRaw:
+			raw = false
+		}
 		n.fromLen = unix.SizeofSockaddrNetlink
-		// MSG_DONTWAIT: the call never blocks, so it is made raw,
-		// without telling the scheduler, which would wake its monitor
-		// thread (sysmon) once per event; an empty socket is waited for
-		// through the runtime's poller.
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd,
-			uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
-			unix.MSG_DONTWAIT|unix.MSG_TRUNC,
-			uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
+		var r uintptr
+		var e syscall.Errno
+		if raw {
+			r, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd,
+				uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
+				unix.MSG_DONTWAIT|unix.MSG_TRUNC,
+				uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
+		} else {
+			r, _, e = unix.Syscall6(unix.SYS_RECVFROM, fd,
+				uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
+				unix.MSG_DONTWAIT|unix.MSG_TRUNC,
+				uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
+		}
 		size, errno = int(r), e
 		return errno != unix.EAGAIN && errno != unix.EINTR
 	})
@@ -518,6 +561,9 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 	n.active = nil
 	n.lastEnd = time.Now()
 	n.failures, n.holdUntil = 0, time.Time{}
+	if d.stale == 0 {
+		n.dumping.Store(false) // the kernel has ended it: receives cannot sleep
+	}
 	n.mu.Unlock()
 
 	marker := event.Event{Type: event.Sync, Time: now,
@@ -563,6 +609,12 @@ func (n *Netlink) dumpFailed(d *dump, err error) {
 	if n.active == d {
 		n.active = nil
 		n.lastEnd = time.Now()
+		if d.stale == 0 {
+			// The kernel ended it with the error, or never started it.
+			// (An abandoned attempt may still run: then the flag stays
+			// until a dump ends cleanly.)
+			n.dumping.Store(false)
+		}
 	}
 	n.failedLocked(d, err)
 	n.startQueuedLocked()
@@ -717,6 +769,7 @@ func (n *Netlink) requestLocked(d *dump, typ uint16) error {
 		data = make([]byte, unix.SizeofIfAddrmsg)
 		binary.NativeEndian.PutUint32(data[4:], d.index)
 	}
+	n.dumping.Store(true) // before the kernel may start it
 	sent, err := n.conn.Send(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags},
 		Data:   data,
