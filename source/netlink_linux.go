@@ -362,6 +362,7 @@ func (n *Netlink) truncated(size int) {
 	n.c.overflows.Add(1)
 	n.log.Warn("netlink overflow during a dump: messages were lost; the dump starts again", "cause", why)
 	var err error
+	resync := false
 	switch {
 	case pid == n.pid && seq == d.seq && !d.busy:
 		// The current attempt's reply: abandon it.
@@ -379,12 +380,17 @@ func (n *Netlink) truncated(size int) {
 	default:
 		// A notification was lost: what the current attempt reads may
 		// not include its change, so the attempt is read to its end and
-		// then made again.
+		// then made again. A dump narrowed to one interface does not
+		// cover the others: a resync follows it.
 		d.intr = true
+		resync = d.iface != ""
 	}
 	n.mu.Unlock()
 	if err != nil {
 		n.dumpFailed(d, err)
+	}
+	if resync {
+		n.resync(why)
 	}
 }
 

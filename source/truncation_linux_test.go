@@ -202,3 +202,38 @@ func TestIntegrationTruncatedDumpReply(t *testing.T) {
 func fmtCounts(links, addrs int) string {
 	return fmt.Sprintf("%d links and %d addresses", links, addrs)
 }
+
+// TestIntegrationTruncatedNotification: a notification from the kernel
+// that does not fit the receive buffer, outside a dump, is a lost change:
+// it is counted as an overflow and repaired with a resync.
+func TestIntegrationTruncatedNotification(t *testing.T) {
+	ns := nstest.New(t)
+	src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.buf = make([]byte, 64) // before Run, which owns it
+	var mu sync.Mutex
+	v := newView()
+	rec := newRecorder()
+	runSource(t, src, HandlerFunc(func(ev *event.Event) {
+		mu.Lock()
+		v.apply(ev)
+		mu.Unlock()
+		rec.Handle(ev)
+	}))
+	ns.AddVeth(t, "va", "vb")
+	sync := rec.waitFor(t, "SYNC resync", func(ev *event.Event) bool { return ev.Type == event.Sync })
+	if sync.Sync.Reason != event.ReasonResync {
+		t.Errorf("SYNC = %+v, want reason resync", sync.Sync)
+	}
+	if s := src.Stats(); s.Overflows == 0 {
+		t.Errorf("stats = %+v, want an overflow", s)
+	}
+	links, addrs := kernelView(t, ns)
+	mu.Lock()
+	defer mu.Unlock()
+	if !maps.Equal(v.links, links) || !maps.Equal(v.addrs, addrs) {
+		t.Errorf("after the resync a consumer holds links %v, addresses %v; the kernel has %v and %v", v.links, v.addrs, links, addrs)
+	}
+}
