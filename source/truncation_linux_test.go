@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"sync"
@@ -235,5 +236,27 @@ func TestIntegrationTruncatedNotification(t *testing.T) {
 	defer mu.Unlock()
 	if !maps.Equal(v.links, links) || !maps.Equal(v.addrs, addrs) {
 		t.Errorf("after the resync a consumer holds links %v, addresses %v; the kernel has %v and %v", v.links, v.addrs, links, addrs)
+	}
+}
+
+// TestTruncatedGrowthCapped: a datagram of the kernel's larger than the
+// buffer grows it to fit, but never beyond maxRecvSize.
+func TestTruncatedGrowthCapped(t *testing.T) {
+	for _, tt := range []struct{ had, size, want int }{
+		{128, 3348, 3348},
+		{recvSize, recvSize + 1, 2 * recvSize},
+		{recvSize, 300 << 10, 300 << 10},
+		{recvSize, 8 << 20, maxRecvSize},
+		{maxRecvSize, maxRecvSize + 1, maxRecvSize},
+	} {
+		// Closed and socketless: the resync it asks for is queued, not sent.
+		n := &Netlink{buf: make([]byte, tt.had), closed: true, log: slog.New(slog.DiscardHandler)}
+		n.truncated(tt.size)
+		if len(n.buf) != tt.want {
+			t.Errorf("a %d byte datagram in a %d byte buffer: buffer grown to %d, want %d", tt.size, tt.had, len(n.buf), tt.want)
+		}
+		if s := n.Stats(); s.Overflows != 1 {
+			t.Errorf("stats = %+v, want an overflow", s)
+		}
 	}
 }
