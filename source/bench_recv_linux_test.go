@@ -51,27 +51,13 @@ func BenchmarkIntegrationReceive(b *testing.B) {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			recvMode = bm.mode // before Run starts, restored after it returned
 			defer func() { recvMode = recvAuto }()
-			src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer src.Close()
 			var events atomic.Int64
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() {
-				done <- src.Run(ctx, HandlerFunc(func(ev *event.Event) {
-					if ev.Type == event.NewLink {
-						events.Add(1)
-					}
-				}))
-			}()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					b.Errorf("Run: %v", err)
+			src, stop := openRun(b, Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20}, HandlerFunc(func(ev *event.Event) {
+				if ev.Type == event.NewLink {
+					events.Add(1)
 				}
-			}()
+			}))
+			defer stop()
 			b.ResetTimer()
 			cpu := cpuTime(b)
 			var want int64
@@ -113,20 +99,8 @@ func BenchmarkIntegrationDump(b *testing.B) {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			recvMode = bm.mode // before Run starts, restored after it returned
 			defer func() { recvMode = recvAuto }()
-			src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer src.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- src.Run(ctx, HandlerFunc(func(*event.Event) {})) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					b.Errorf("Run: %v", err)
-				}
-			}()
+			src, stop := openRun(b, Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20}, HandlerFunc(func(*event.Event) {}))
+			defer stop()
 			b.ResetTimer()
 			cpu := cpuTime(b)
 			for range b.N {

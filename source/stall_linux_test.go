@@ -52,20 +52,8 @@ func stallRound(t *testing.T, ns *nstest.NS, mode int, deleted *atomic.Int64) (t
 	// Set before Run starts, restored after it returned.
 	recvMode, maxDumpAttempts = mode, 1<<20
 	defer func() { recvMode, maxDumpAttempts = recvAuto, 10 }()
-	src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, HandlerFunc(func(*event.Event) {})) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	src, halt := openRun(t, Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20}, HandlerFunc(func(*event.Event) {}))
+	defer halt()
 
 	var worst atomic.Int64
 	stop := make(chan struct{})
