@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,10 +32,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/nlbridge/nlbridge/internal/nstest"
-	"github.com/nlbridge/nlbridge/sink"
 )
 
 // options are the command-line flags.
@@ -159,9 +158,16 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return err
 	}
 	cleanups = append(cleanups, b.ns.Close)
-	srv, err := sink.StartEmbedded("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	// A plain server: the embedded one lets only its own bridge publish
+	// events, and these bridges are other processes.
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
 	if err != nil {
 		return err
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return errors.New("the NATS server did not start")
 	}
 	cleanups = append(cleanups, func() { srv.Shutdown(); srv.WaitForShutdown() })
 	b.url = srv.ClientURL()

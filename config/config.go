@@ -626,28 +626,31 @@ func checkHost(s string) error {
 	return nil
 }
 
+// checkServer checks s is a NATS server URL. Its errors quote s with its
+// user information redacted.
 func checkServer(s string) error {
+	q := strconv.Quote(RedactURL(s))
 	u, err := url.Parse(s)
 	if err != nil {
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		if ue, ok := errors.AsType[*url.Error](RedactError(err)); ok {
 			err = ue.Err
 		}
-		return fmt.Errorf("%q is not a URL: %v", s, err)
+		return fmt.Errorf("%s is not a URL: %v", q, err)
 	}
 	if !strings.Contains(s, "://") {
-		return fmt.Errorf("%q is not a URL such as nats://host:4222", s)
+		return fmt.Errorf("%s is not a URL such as nats://host:4222", q)
 	}
 	switch u.Scheme {
 	case "nats", "tls", "ws", "wss":
 	default:
-		return fmt.Errorf("%q has scheme %s, want nats, tls, ws or wss", s, u.Scheme)
+		return fmt.Errorf("%s has scheme %s, want nats, tls, ws or wss", q, u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", s)
+		return fmt.Errorf("%s has no host", q)
 	}
 	if p := u.Port(); p != "" {
 		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
-			return fmt.Errorf("%q has port %s, want a number 0-65535", s, p)
+			return fmt.Errorf("%s has port %s, want a number 0-65535", q, p)
 		}
 	}
 	return nil

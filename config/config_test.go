@@ -264,6 +264,12 @@ var badInputs = []struct {
 	{"server bad port", "nats:\n  servers: [\"nats://a:99999\"]\n", `test.yaml:2: nats.servers[0]: "nats://a:99999" has port 99999, want a number 0-65535`},
 	{"server unparsable", "nats:\n  servers: [\"nats://a:b\"]\n", `test.yaml:2: nats.servers[0]: "nats://a:b" is not a URL: invalid port ":b" after host`},
 	{"name empty", "nats:\n  name: \"\"\n", "test.yaml:2: nats.name: must not be empty"},
+	// A URL that an error quotes has its user information redacted.
+	{"server scheme token", "nats:\n  servers: [\"ftp://s3cret@x:21\"]\n", `test.yaml:2: nats.servers[0]: "ftp://REDACTED@x:21" has scheme ftp, want nats, tls, ws or wss`},
+	{"server port password", "nats:\n  servers: [\"nats://u:s3cret@x:99999\"]\n", `test.yaml:2: nats.servers[0]: "nats://REDACTED@x:99999" has port 99999, want a number 0-65535`},
+	{"server unparsable password", "nats:\n  servers: [\"nats://u:s3cret@x:b\"]\n", `test.yaml:2: nats.servers[0]: "nats://REDACTED@x:b" is not a URL: invalid port ":b" after host`},
+	{"server escape in password", "nats:\n  servers: [\"nats://u:%s3cret@x\"]\n", `test.yaml:2: nats.servers[0]: "nats://REDACTED@x" is not a URL: invalid URL escape`},
+	{"server without scheme token", "nats:\n  servers: [\"s3cret@x:4222\"]\n", `test.yaml:2: nats.servers[0]: "REDACTED@x:4222" is not a URL: first path segment in URL cannot contain colon`},
 	{"listen without port", "nats:\n  embedded:\n    listen: 127.0.0.1\n", `test.yaml:3: nats.embedded.listen: "127.0.0.1" is not host:port: missing port in address`},
 	{"listen named port", "nats:\n  embedded:\n    listen: \"127.0.0.1:nats\"\n", `test.yaml:3: nats.embedded.listen: "127.0.0.1:nats" has port "nats", want a number 0-65535`},
 	{"listen port too large", "nats:\n  embedded:\n    listen: \"127.0.0.1:65536\"\n", `test.yaml:3: nats.embedded.listen: "127.0.0.1:65536" has port "65536", want a number 0-65535`},

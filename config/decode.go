@@ -7,7 +7,6 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +27,7 @@ var schema = []field{
 		leaf("receive_buffer", size, func(c *Config) *int { return &c.Netlink.ReceiveBuffer }),
 	),
 	section("nats",
-		list("servers", redactURL, func(c *Config) *[]string { return &c.NATS.Servers }),
+		list("servers", RedactURL, func(c *Config) *[]string { return &c.NATS.Servers }),
 		leaf("name", str, func(c *Config) *string { return &c.NATS.Name }),
 		section("auth",
 			leaf("user", str, func(c *Config) *string { return &c.NATS.Auth.User }),
@@ -472,19 +471,6 @@ func formatSizeNode(n int) *yaml.Node {
 }
 
 func asIs(s string) string { return s }
-
-// redactURL hides the password of a server URL that holds one, as
-// url.URL.Redacted does.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	if _, ok := u.User.Password(); !ok {
-		return s
-	}
-	return u.Redacted()
-}
 
 // describe names n's kind or type and value for "want ..., got ..." errors.
 func describe(n *yaml.Node) string {

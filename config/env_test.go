@@ -191,6 +191,8 @@ func TestReadEnvironmentErrors(t *testing.T) {
 		{[]string{"NLBRIDGE_DUMP_MIN_INTERVAL=2h"}, "environment NLBRIDGE_DUMP_MIN_INTERVAL: dump.min_interval: 2h0m0s is out of range 0s..1h"},
 		{[]string{"NLBRIDGE_NATS_SERVERS=nats://a,ftp://b"}, `environment NLBRIDGE_NATS_SERVERS: nats.servers[1]: "ftp://b" has scheme ftp, want nats, tls, ws or wss`},
 		{[]string{"NLBRIDGE_NATS_SERVERS=nats://a,"}, `environment NLBRIDGE_NATS_SERVERS: nats.servers[1]: "" is not a URL such as nats://host:4222`},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://a,ftp://s3cret@b"}, `environment NLBRIDGE_NATS_SERVERS: nats.servers[1]: "ftp://REDACTED@b" has scheme ftp, want nats, tls, ws or wss`},
+		{[]string{"NLBRIDGE_NATS_SERVERS=nats://u:s3cret@a:x"}, `environment NLBRIDGE_NATS_SERVERS: nats.servers[0]: "nats://REDACTED@a:x" is not a URL: invalid port ":x" after host`},
 		{[]string{"NLBRIDGE_FILTER_INTERFACES_INCLUDE=eth0,eth1,eth["}, `environment NLBRIDGE_FILTER_INTERFACES_INCLUDE: filter.interfaces.include[2]: "eth[" is not a glob: syntax error in pattern`},
 		{[]string{"NLBRIDGE_FILTER_FAMILIES="}, "environment NLBRIDGE_FILTER_FAMILIES: filter.families: must not be empty, want one or more of inet, inet6"},
 		{[]string{"NLBRIDGE_FILTER_EVENTS=NEWLINK,NEWLINK"}, `environment NLBRIDGE_FILTER_EVENTS: filter.events[1]: "NEWLINK" is already listed at filter.events[0]`},

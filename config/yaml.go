@@ -9,8 +9,8 @@ import (
 // YAML returns c as a YAML file in the shape and key order of
 // config.example.yaml: every key, defaults included, so that Parse of the
 // result gives c back. Secrets that are set, nats.auth.password,
-// nats.auth.token and the password of a server URL, are printed redacted
-// instead: "<redacted>", and "xxxxx" in a URL.
+// nats.auth.token and the user information of a server URL, are printed redacted
+// instead: "<redacted>", and RedactURL's REDACTED in a URL, which still parses.
 func (c Config) YAML() []byte {
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)

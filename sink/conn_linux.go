@@ -63,13 +63,18 @@ func (d *dialer) Dial(network, address string) (net.Conn, error) {
 			return nil, fmt.Errorf("sink: set TCP_USER_TIMEOUT: %w", err)
 		}
 	}
-	return &writeConn{TCPConn: tc, raw: raw}, nil
+	return &writeConn{tc: tc, raw: raw}, nil
 }
 
 // writeConn is a TCP connection whose Write makes the send(2) itself and
 // keeps the write deadline to itself until a write has to wait.
+//
+// It holds the *net.TCPConn rather than embedding it, and forwards only
+// what net.Conn needs: an embedded one would also lend it ReadFrom
+// (io.ReaderFrom, which io.Copy prefers to Write) and every other method
+// that writes to the socket around Write, its deadline and MSG_NOSIGNAL.
 type writeConn struct {
-	*net.TCPConn
+	tc  *net.TCPConn // reads, addresses, Close and the deadlines it holds
 	raw syscall.RawConn
 
 	mu       sync.Mutex
@@ -84,15 +89,32 @@ func (c *writeConn) SetWriteDeadline(t time.Time) error {
 	c.deadline = t
 	if c.applied {
 		c.applied = !t.IsZero()
-		return c.TCPConn.SetWriteDeadline(t)
+		return c.tc.SetWriteDeadline(t)
 	}
 	return nil
 }
 
+var _ net.Conn = (*writeConn)(nil)
+
+// Read reads from the socket, as net.Conn does.
+func (c *writeConn) Read(p []byte) (int, error) { return c.tc.Read(p) }
+
+// Close closes the socket.
+func (c *writeConn) Close() error { return c.tc.Close() }
+
+// LocalAddr returns the local address.
+func (c *writeConn) LocalAddr() net.Addr { return c.tc.LocalAddr() }
+
+// RemoteAddr returns the server's address.
+func (c *writeConn) RemoteAddr() net.Addr { return c.tc.RemoteAddr() }
+
+// SetReadDeadline sets the read deadline on the socket.
+func (c *writeConn) SetReadDeadline(t time.Time) error { return c.tc.SetReadDeadline(t) }
+
 // SetDeadline sets the read deadline on the socket and records the write
 // deadline.
 func (c *writeConn) SetDeadline(t time.Time) error {
-	if err := c.TCPConn.SetReadDeadline(t); err != nil {
+	if err := c.tc.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
@@ -125,7 +147,7 @@ func (c *writeConn) Write(p []byte) (int, error) {
 				// Wait through the poller, with the deadline in force.
 				c.mu.Lock()
 				if !c.applied && !c.deadline.IsZero() {
-					if werr = c.TCPConn.SetWriteDeadline(c.deadline); werr != nil {
+					if werr = c.tc.SetWriteDeadline(c.deadline); werr != nil {
 						c.mu.Unlock()
 						return true
 					}

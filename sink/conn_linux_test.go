@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -173,5 +174,57 @@ func TestDialerRefused(t *testing.T) {
 	if c, err := newDialer(time.Second).Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Fatal("dial to a closed port succeeded")
+	}
+}
+
+// TestWriteConnOnlyWritePath: writeConn has no other way to write than
+// its Write (an embedded *net.TCPConn would lend it ReadFrom, which io.Copy
+// prefers, and which writes around Write's deadline and MSG_NOSIGNAL). So
+// io.Copy into it with a write deadline already past fails at once and
+// sends nothing, as Write does; once the deadline is cleared, it sends
+// everything.
+func TestWriteConnOnlyWritePath(t *testing.T) {
+	c, s := connPair(t)
+	type (
+		closeWriter interface{ CloseWrite() error }
+		syscaller   interface {
+			SyscallConn() (syscall.RawConn, error)
+		}
+	)
+	var conn net.Conn = c
+	_, readerFrom := conn.(io.ReaderFrom)
+	_, writerTo := conn.(io.WriterTo)
+	_, closeWrite := conn.(closeWriter)
+	_, syscallConn := conn.(syscaller)
+	for name, ok := range map[string]bool{"io.ReaderFrom": readerFrom, "io.WriterTo": writerTo,
+		"CloseWrite": closeWrite, "SyscallConn": syscallConn} {
+		if ok {
+			t.Errorf("writeConn implements %s: a way to the socket around Write", name)
+		}
+	}
+
+	if err := c.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Only an io.Reader, so that io.Copy does not use the source's WriteTo.
+	src := struct{ io.Reader }{bytes.NewReader([]byte("bypass"))}
+	if n, err := io.Copy(c, src); !errors.Is(err, os.ErrDeadlineExceeded) || n != 0 {
+		t.Errorf("io.Copy with a past write deadline = %d, %v; want 0 and a deadline error from Write", n, err)
+	}
+	if err := c.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("0123456789"), 100<<10)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(s)
+		got <- b
+	}()
+	if n, err := io.Copy(c, struct{ io.Reader }{bytes.NewReader(want)}); err != nil || n != int64(len(want)) {
+		t.Fatalf("io.Copy = %d, %v; want %d bytes", n, err, len(want))
+	}
+	c.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("peer read %d bytes (%.16q), want the %d copied (%.16q)", len(b), b, len(want), want)
 	}
 }

@@ -2,10 +2,7 @@
 
 package sink
 
-import (
-	"errors"
-	"log/slog"
-)
+import "errors"
 
 // HasEmbedded reports whether this build holds the embedded NATS server:
 // built with the tag noembedded, it does not.
@@ -17,6 +14,4 @@ var ErrNoEmbedded = errors.New("sink: this nlbridge was built without the embedd
 
 // StartEmbedded fails: this build leaves the NATS server out, which makes
 // the binary about half the size and its idle memory about 3 MiB smaller.
-func StartEmbedded(string, *slog.Logger, ...EmbeddedOption) (EmbeddedServer, error) {
-	return nil, ErrNoEmbedded
-}
+func StartEmbedded(EmbeddedConfig) (EmbeddedServer, error) { return nil, ErrNoEmbedded }

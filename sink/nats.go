@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/filter"
 	"github.com/nlbridge/nlbridge/state"
@@ -53,7 +53,9 @@ type Config struct {
 	Filter *filter.Filter
 	// Logger receives the sink's logs; nil discards them.
 	Logger *slog.Logger
-	// Auth and TLS secure the connection to Servers.
+	// Auth and TLS secure the connection to Servers. They must be valid
+	// as config.Config.Validate checks them; Connect checks only the files
+	// they name.
 	Auth Auth
 	TLS  TLS
 	// KV configures the state bucket; a zero KV turns it off.
@@ -187,7 +189,7 @@ func Connect(cfg Config) (*NATS, error) {
 		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
-			log.Info("connected to NATS", "server", redactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
+			log.Info("connected to NATS", "server", config.RedactURL(nc.ConnectedUrl()), "auth", auth, "tls", secure)
 			s.reconcile()
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -197,7 +199,7 @@ func Connect(cfg Config) (*NATS, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.attempts.Store(0)
-			log.Info("reconnected to NATS", "server", redactURL(nc.ConnectedUrl()))
+			log.Info("reconnected to NATS", "server", config.RedactURL(nc.ConnectedUrl()))
 			s.reconcile()
 		}),
 		nats.ReconnectErrHandler(connectFailed),
@@ -216,17 +218,15 @@ func Connect(cfg Config) (*NATS, error) {
 		if cfg.Embedded == nil {
 			return nil, errors.New("sink: no NATS servers and no embedded server")
 		}
-		opts = append(opts, nats.InProcessServer(cfg.Embedded))
+		opts = append(opts, nats.InProcessServer(cfg.Embedded), cfg.Embedded.clientAuth())
+		auth = "nkey"
 		url = cfg.Embedded.ClientURL() // for the logs; the connection is in-process
 	} else {
 		opts = append(opts, nats.SetCustomDialer(newDialer(nats.DefaultTimeout)))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		if ue, ok := errors.AsType[*neturl.Error](err); ok {
-			ue.URL = redactURL(ue.URL) // a URL that does not parse
-		}
-		return nil, fmt.Errorf("sink: connect to NATS %s: %w", redactURLs(url), err)
+		return nil, fmt.Errorf("sink: connect to NATS %s: %w", config.RedactURL(url), config.RedactError(err))
 	}
 	s.mu.Lock()
 	s.nc = nc
@@ -241,7 +241,7 @@ func Connect(cfg Config) (*NATS, error) {
 		go s.kvRun(kctx)
 	}
 	if !nc.IsConnected() {
-		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", redactURLs(url))
+		log.Warn("no NATS server reachable yet: keeping state and retrying", "servers", config.RedactURL(url))
 	}
 	// The first connection may have come before s.nc was set.
 	s.reconcile()
@@ -502,10 +502,43 @@ func (s *NATS) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops confirming and drains the connection: everything published
-// so far is sent before the connection closes. It waits for that until ctx
-// is done, then closes the connection at once. Close may be called more
-// than once.
+// UndeliveredError is the error Close returns when events may not have
+// reached the server: changes that could not be published (the server was
+// unreachable), and messages that the NATS client took but the server did
+// not confirm before the connection closed.
+type UndeliveredError struct {
+	// Unpublished counts the objects (links and addresses, deletions
+	// included) whose last change was never published.
+	Unpublished int
+	// Unconfirmed counts the messages published since the server last
+	// confirmed what it received; some of them may have reached it.
+	Unconfirmed uint64
+	// Err says why the drain did not complete, or is nil.
+	Err error
+}
+
+// Undelivered returns how many events were not delivered, at most.
+func (e *UndeliveredError) Undelivered() uint64 { return uint64(e.Unpublished) + e.Unconfirmed }
+
+func (e *UndeliveredError) Error() string {
+	msg := fmt.Sprintf("sink: %d events not delivered to NATS (%d changes never published, %d messages not confirmed by the server)",
+		e.Undelivered(), e.Unpublished, e.Unconfirmed)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *UndeliveredError) Unwrap() error { return e.Err }
+
+// Close stops confirming, has the server confirm what was published, and
+// drains the connection: everything published so far is sent before the
+// connection closes. It waits for that until ctx is done, then closes the
+// connection at once. It returns an *UndeliveredError when some events may
+// not have reached the server, and nil when the server confirmed them all,
+// or else the error that stopped the drain (nothing was lost to it). Call
+// Close once nothing calls Handle any more; it may be called more than
+// once.
 func (s *NATS) Close(ctx context.Context) error {
 	if s.kv != nil {
 		s.kv.stop() // writes what it can, then deletes the presence key
@@ -513,6 +546,24 @@ func (s *NATS) Close(ctx context.Context) error {
 	}
 	s.stop()
 	<-s.confirmer
+	// A completed drain flushes too, but nats.go closes the connection
+	// whether that flush succeeded or not; a confirmation says. (While
+	// reconnecting, a flush would only wait for ctx.)
+	if s.nc.IsConnected() {
+		s.confirmOnce(ctx)
+	}
+	err := s.drain(ctx)
+	s.mu.Lock()
+	u := &UndeliveredError{Unpublished: len(s.table.Dirty()), Unconfirmed: s.seq - s.confirmed, Err: err}
+	s.mu.Unlock()
+	if u.Undelivered() > 0 {
+		return u
+	}
+	return err
+}
+
+// drain drains the connection and waits until it is closed or ctx is done.
+func (s *NATS) drain(ctx context.Context) error {
 	if err := s.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		s.nc.Close()
 		return fmt.Errorf("sink: drain: %w", err)
@@ -534,4 +585,7 @@ type EmbeddedServer interface {
 	ClientURL() string
 	Shutdown()
 	WaitForShutdown()
+	// clientAuth authenticates the sink as the one user that may publish
+	// events.
+	clientAuth() nats.Option
 }

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,12 +23,12 @@ func TestStartEmbeddedPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	_, err = StartEmbedded(ln.Addr().String(), discard())
+	_, err = StartEmbedded(EmbeddedConfig{Listen: ln.Addr().String(), Prefix: "netlink", Logger: discard()})
 	if err == nil || !strings.Contains(err.Error(), "cannot listen") || !strings.Contains(err.Error(), "nats.servers") {
 		t.Errorf("StartEmbedded on a busy port: err = %v, want a clear 'cannot listen' error", err)
 	}
 	for _, bad := range []string{"localhost", "127.0.0.1:http"} {
-		if _, err := StartEmbedded(bad, discard()); err == nil {
+		if _, err := StartEmbedded(EmbeddedConfig{Listen: bad, Prefix: "netlink", Logger: discard()}); err == nil {
 			t.Errorf("StartEmbedded(%q): no error", bad)
 		}
 	}
@@ -36,7 +37,7 @@ func TestStartEmbeddedPortInUse(t *testing.T) {
 // TestHandle publishes through an embedded server and checks stamping:
 // host, boot, consecutive seq, first_seq of the dump, subjects, headers.
 func TestHandle(t *testing.T) {
-	srv, err := StartEmbedded("127.0.0.1:0", discard())
+	srv, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink", Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,8 @@ func TestConnectBadURL(t *testing.T) {
 }
 
 func TestParseDumpRequest(t *testing.T) {
-	for _, body := range []string{"", " \n", "{}", " { } ", `{"interface":"eth0.100"}`, `{"interface":""}`} {
+	for _, body := range []string{"", " \n", "{}", " { } ", `{"interface":"eth0.100"}`, `{"interface":""}`,
+		"{}\n", "{} \t\r\n "} {
 		if _, err := ParseDumpRequest([]byte(body)); err != nil {
 			t.Errorf("ParseDumpRequest(%q): %v", body, err)
 		}
@@ -165,12 +167,35 @@ func TestParseDumpRequest(t *testing.T) {
 			t.Errorf("ParseDumpRequest(%q): no error", body)
 		}
 	}
+	// Trailing data is named in the error. json.Decoder.More is false
+	// before a '}' or ']', so these were once accepted.
+	for _, tt := range []struct{ body, trailing string }{
+		{"{}}", `"}"`},
+		{"{}]", `"]"`},
+		{`{"interface":"eth0"}}`, `"}"`},
+		{"{} ]\n", `"]\n"`},
+		{"{}x", `"x"`},
+		{"{}\x00", `"\x00"`},
+		{"{} 1", `"1"`},
+		{"{}" + strings.Repeat("}", 100), `"` + strings.Repeat("}", 16) + `"`},
+	} {
+		_, err := ParseDumpRequest([]byte(tt.body))
+		if err == nil || !strings.Contains(err.Error(), "trailing data") || !strings.Contains(err.Error(), tt.trailing) {
+			t.Errorf("ParseDumpRequest(%q): err = %v, want trailing data %s", tt.body, err, tt.trailing)
+		}
+	}
 }
 
 func FuzzParseDumpRequest(f *testing.F) {
-	f.Add([]byte("{}"))
-	f.Add([]byte(`{"a":1}`))
+	for _, seed := range []string{"{}", `{"a":1}`, "{}}", "{}]", "{} }", `{"interface":"eth0"}]`, "{}\n", " {} ",
+		`{"timeout":"5s"}`, "{}{}", "[]"} {
+		f.Add([]byte(seed))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, _ = ParseDumpRequest(body) // must not panic
+		// It must not panic, and what it accepts is an empty body or one
+		// JSON value (an object) with nothing after it.
+		if _, err := ParseDumpRequest(body); err == nil && len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
+			t.Errorf("ParseDumpRequest(%q) accepted a body that is not one JSON value", body)
+		}
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 
 	"github.com/nlbridge/nlbridge/config"
 
@@ -17,7 +16,7 @@ import (
 )
 
 // Auth is the authentication nlbridge configures (nats.auth): at most
-// one method.
+// one method, as config.Config.Validate checks.
 type Auth = config.Auth
 
 // TLS is the TLS nlbridge configures (nats.tls). With none of it set the
@@ -25,18 +24,16 @@ type Auth = config.Auth
 // verifying them against the system's roots.
 type TLS = config.TLS
 
-// securityOptions checks a and t, reading the files they name, and returns
+// securityOptions reads and checks the files that a and t name and returns
 // the nats.go options that apply them. nats.go would read some files only
 // when connecting and, since the sink retries forever, fail there again and
-// again; here a bad file is an error that names its setting.
+// again; here a bad file is an error that names its setting. a and t are
+// valid, as config.Config.Validate checks them (one method at most, user
+// with password, certificate with key): the settings' shape is checked
+// there only, and their files here only.
 func securityOptions(a Auth, t TLS) ([]nats.Option, error) {
 	var opts []nats.Option
-	if m := a.Methods(); len(m) > 1 {
-		return nil, fmt.Errorf("sink: nats.auth: more than one method set (%s): set one", strings.Join(m, ", "))
-	}
 	switch {
-	case a.Password != "" && a.User == "":
-		return nil, errors.New("sink: nats.auth.password is set but nats.auth.user is not")
 	case a.User != "":
 		opts = append(opts, nats.UserInfo(a.User, a.Password))
 	case a.Token != "":
@@ -74,12 +71,7 @@ func securityOptions(a Auth, t TLS) ([]nats.Option, error) {
 		}
 		opts = append(opts, nats.RootCAs(t.CAFile))
 	}
-	switch {
-	case t.CertFile != "" && t.KeyFile == "":
-		return nil, errors.New("sink: nats.tls.cert_file is set but nats.tls.key_file is not")
-	case t.KeyFile != "" && t.CertFile == "":
-		return nil, errors.New("sink: nats.tls.key_file is set but nats.tls.cert_file is not")
-	case t.CertFile != "":
+	if t.CertFile != "" {
 		if err := checkKeyPair(t.CertFile, t.KeyFile); err != nil {
 			return nil, err
 		}
@@ -163,33 +155,4 @@ func fileError(setting, file string, err error) error {
 func isAuthError(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
-}
-
-// redactURL hides the secret in a server URL for the logs: the password of
-// user:password, or a token given as the user. Unlike url.URL.Redacted it
-// also hides tokens and works on URLs that do not parse.
-func redactURL(s string) string {
-	scheme, rest := "", s
-	if i := strings.Index(s, "://"); i >= 0 {
-		scheme, rest = s[:i+3], s[i+3:]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return s
-	}
-	user := "xxxxx" // a token
-	if i := strings.IndexByte(rest[:at], ':'); i >= 0 {
-		user = rest[:i+1] + "xxxxx"
-	}
-	return scheme + user + rest[at:]
-}
-
-// redactURLs redacts each URL of a comma-separated list, as nats.Connect
-// takes it.
-func redactURLs(urls string) string {
-	r := strings.Split(urls, ",")
-	for i, s := range r {
-		r[i] = redactURL(s)
-	}
-	return strings.Join(r, ",")
 }

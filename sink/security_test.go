@@ -380,21 +380,6 @@ func TestTLSEnabled(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	for _, tt := range []struct{ url, want string }{
-		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
-		{"127.0.0.1:4222", "127.0.0.1:4222"},
-		{"nats://u:s3cret@h:4222", "nats://u:xxxxx@h:4222"},
-		{"tls://s3cret@h:4222", "tls://xxxxx@h:4222"},
-		{"u:s3cret@h:4222", "u:xxxxx@h:4222"},
-		{"nats://u:s3c@r/t@[::1", "nats://u:xxxxx@[::1"}, // does not parse
-	} {
-		if got := redactURL(tt.url); got != tt.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tt.url, got, tt.want)
-		}
-	}
-}
-
 // Each authentication method against a server that requires it: the right
 // secret connects and publishes; a wrong one makes Connect return, warns
 // once, naming the method and the server's refusal, and keeps retrying.
@@ -532,7 +517,7 @@ func TestConnectRedactsURL(t *testing.T) {
 	port := srv.Addr().(*net.TCPAddr).Port
 	s, logs := connectSecure(t, fmt.Sprintf("nats://nlbridge:s3cret-right@127.0.0.1:%d", port), Auth{}, TLS{})
 	waitConnected(t, s, logs)
-	waitLog(t, logs, "server=nats://nlbridge:xxxxx@127.0.0.1")
+	waitLog(t, logs, "server=nats://REDACTED@127.0.0.1")
 	noSecret(t, logs, "s3cret-right")
 	for _, url := range []string{
 		fmt.Sprintf("nats://nlbridge:s3cret-in-url@127.0.0.1:%d", port),
@@ -619,8 +604,6 @@ func TestConnectBadFiles(t *testing.T) {
 	}{
 		{"missing CA", Auth{}, TLS{CAFile: missing}, "sink: nats.tls.ca_file " + missing + ": no such file"},
 		{"garbage CA", Auth{}, TLS{CAFile: garbage}, "sink: nats.tls.ca_file " + garbage + ": no certificates found"},
-		{"cert without key", Auth{}, TLS{CertFile: p.clientCert}, "nats.tls.key_file is not"},
-		{"key without cert", Auth{}, TLS{KeyFile: p.clientKey}, "nats.tls.cert_file is not"},
 		{"missing cert", Auth{}, TLS{CertFile: missing, KeyFile: p.clientKey}, "sink: nats.tls.cert_file " + missing + ": no such file"},
 		{"missing key", Auth{}, TLS{CertFile: p.clientCert, KeyFile: missing}, "sink: nats.tls.key_file " + missing + ": no such file"},
 		{"mismatched key", Auth{}, TLS{CertFile: p.clientCert, KeyFile: p.serverKey}, "nats.tls.cert_file " + p.clientCert + " and nats.tls.key_file " + p.serverKey + ": tls: private key does not match"},
@@ -634,8 +617,6 @@ func TestConnectBadFiles(t *testing.T) {
 		{"seed as creds", Auth{CredentialsFile: seedFile}, TLS{}, "sink: nats.auth.credentials_file " + seedFile + ": no valid user JWT"},
 		{"creds without seed", Auth{CredentialsFile: jwtOnly}, TLS{}, "sink: nats.auth.credentials_file " + jwtOnly + ": no valid user nkey seed"},
 		{"creds with another's seed", Auth{CredentialsFile: mismatched}, TLS{}, "sink: nats.auth.credentials_file " + mismatched + ": the seed is not that of the JWT's user"},
-		{"two methods", Auth{Token: "t", NKeySeedFile: seedFile}, TLS{}, "sink: nats.auth: more than one method set (token, nkey)"},
-		{"password without user", Auth{Password: "p"}, TLS{}, "nats.auth.password is set but nats.auth.user is not"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()

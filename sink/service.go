@@ -74,8 +74,10 @@ func ParseDumpRequest(body []byte) (DumpRequest, error) {
 	if err := dec.Decode(&req); err != nil {
 		return req, fmt.Errorf("bad dump request: %w (want an empty body or a JSON object)", err)
 	}
-	if dec.More() {
-		return req, errors.New("bad dump request: trailing data after the JSON object")
+	// Decoder.More reports false before a '}' or ']', so check the rest
+	// itself: only whitespace may follow the object.
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return req, fmt.Errorf("bad dump request: trailing data after the JSON object: %q", truncate(rest, 16))
 	}
 	if err := checkIfname(req.Interface); err != nil {
 		return req, fmt.Errorf("bad dump request: interface: %w", err)
@@ -93,6 +95,9 @@ func ParseDumpRequest(body []byte) (DumpRequest, error) {
 	}
 	return req, nil
 }
+
+// truncate returns b, cut to n bytes.
+func truncate(b []byte, n int) []byte { return b[:min(len(b), n)] }
 
 // checkIfname checks what Linux accepts as an interface name (or "").
 func checkIfname(s string) error {

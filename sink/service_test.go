@@ -58,7 +58,7 @@ func startService(t *testing.T, d Dumper) *nats.Conn {
 // startServiceSink is startService that also returns the sink.
 func startServiceSink(t *testing.T, d Dumper) (*nats.Conn, *NATS) {
 	t.Helper()
-	srv, err := StartEmbedded("127.0.0.1:0", discard())
+	srv, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink", Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,8 @@ func errorCode(m *nats.Msg) (string, string) {
 
 // TestServiceErrors: a missing interface is a 404, a dump whose SYNC was
 // not published a 503 (never a reply naming an unpublished seq), a dump
-// not done within the request's timeout a 504, a bad timeout a 400.
+// not done within the request's timeout a 504, a bad timeout or trailing
+// data a 400.
 func TestServiceErrors(t *testing.T) {
 	nc := startService(t, dumperFunc(func(ctx context.Context, _ event.Reason, iface string) (event.Event, error) {
 		switch iface {
@@ -117,6 +118,7 @@ func TestServiceErrors(t *testing.T) {
 		{`{}`, "503", "dump not published: NATS unreachable; retry", time.Second},
 		{`{"interface":"slow0","timeout":"200ms"}`, "504", "timeout", time.Second},
 		{`{"timeout":"40s"}`, "400", "timeout", time.Second},
+		{`{}}`, "400", `trailing data after the JSON object: "}"`, time.Second},
 	} {
 		start := time.Now()
 		m, err := nc.Request("nlbridge.h1.dump", []byte(tt.body), 5*time.Second)

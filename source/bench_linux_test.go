@@ -3,7 +3,6 @@
 package source_test
 
 import (
-	"log/slog"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -24,7 +23,7 @@ import (
 func BenchmarkPipeline(b *testing.B) {
 	for _, name := range []string{"json", "cbor"} {
 		b.Run(name, func(b *testing.B) {
-			srv, err := sink.StartEmbedded("127.0.0.1:0", slog.New(slog.DiscardHandler))
+			srv, err := sink.StartEmbedded(sink.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink"})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -29,8 +30,11 @@ const (
 	groups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR
 
 	// recvSize is the first receive buffer size. The kernel builds dump
-	// replies of at most 32 KiB; a larger datagram grows the buffer.
-	recvSize = 64 << 10
+	// replies of at most 32 KiB (more only for a single message larger
+	// than that); a larger datagram from the kernel grows the buffer, up to
+	// maxRecvSize, and one that does not fit even then is lost.
+	recvSize    = 64 << 10
+	maxRecvSize = 1 << 20
 
 	// rtextFilterSkipStats asks the kernel to leave the interface counters
 	// out of link dumps: nlbridge does not publish them, and they are the
@@ -49,6 +53,18 @@ const (
 // variable so that tests can lower it.
 var maxDumpAttempts = 10
 
+// recvMode lets tests and benchmarks override how recv makes its system
+// call: recvAuto chooses (see recv), recvAlwaysRaw is how every receive was
+// made before (so that the stall it caused can be measured against), and
+// recvNeverRaw tells the scheduler every time.
+var recvMode = recvAuto
+
+const (
+	recvAuto = iota
+	recvAlwaysRaw
+	recvNeverRaw
+)
+
 // Netlink is the rtnetlink source: one socket that has joined the link and
 // address groups, from which Run reads events and the replies to the dumps
 // that Dump asks for. Run, Dump and Stats may be called concurrently; Close
@@ -60,6 +76,11 @@ type Netlink struct {
 	look *netlink.Conn   // a second socket, in no group: Dump asks it whether an interface exists
 	log  *slog.Logger
 	c    counters
+
+	// dumping is set before a dump request is sent, and cleared when the
+	// kernel has ended every dump it ran for us: while the kernel runs one,
+	// a receive may continue it, and sleep (see recv).
+	dumping atomic.Bool
 
 	buf     []byte                  // receive buffer, reused; owned by Run
 	from    unix.RawSockaddrNetlink // sender of the last datagram; owned by Run
@@ -111,6 +132,8 @@ type dump struct {
 	seq      uint32 // its netlink sequence number
 	index    uint32 // the narrowed dump's link index, from the kernel's reply
 	intr     bool   // the kernel flagged a message NLM_F_DUMP_INTR
+	stale    uint32 // seq of an abandoned attempt whose replies may still come, or 0
+	busy     bool   // the kernel refused this attempt (EBUSY) while stale runs: ask again when it ends
 	attempts int
 	links    int
 	addrs    int
@@ -183,20 +206,25 @@ func Open(cfg Config) (*Netlink, error) {
 	return n, nil
 }
 
-// openNetNS opens a network namespace file and checks that it is one.
+// openNetNS opens a network namespace file and checks that it is one: the
+// kernel says which kind of namespace a file is (NS_GET_NSTYPE, Linux 4.11),
+// so neither another file of /proc nor a namespace of another type passes.
 func openNetNS(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("source: open network namespace: %w", err)
 	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+	typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil || typ != unix.CLONE_NEWNET {
 		f.Close()
-		return nil, fmt.Errorf("source: stat network namespace %s: %w", path, err)
-	}
-	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
-		f.Close()
-		return nil, fmt.Errorf("source: %s is not a network namespace (want a file such as /var/run/netns/NAME or /proc/PID/ns/net)", path)
+		what := "not a namespace"
+		switch {
+		case err != nil && !errors.Is(err, unix.ENOTTY):
+			what = err.Error()
+		case err == nil:
+			what = "a namespace of another type"
+		}
+		return nil, fmt.Errorf("source: %s is not a network namespace (%s; want a file such as /var/run/netns/NAME or /proc/PID/ns/net)", path, what)
 	}
 	return f, nil
 }
@@ -232,15 +260,17 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 			case errors.Is(err, unix.ENOBUFS):
 				n.overflow("the kernel dropped messages: socket receive buffer overflow")
 				continue
-			case errors.Is(err, errTruncated):
-				n.overflow(fmt.Sprintf("a datagram of %d bytes did not fit the %d byte buffer", size, len(n.buf)))
-				n.buf = make([]byte, 2*size)
-				continue
 			}
 			return fmt.Errorf("source: receive: %w", err)
 		}
+		// The sender first, whatever the size: a datagram that a process
+		// sent changes nothing, however large it is.
 		if n.from.Pid != 0 {
-			n.foreign()
+			n.foreign(size)
+			continue
+		}
+		if size > len(n.buf) {
+			n.truncated(size)
 			continue
 		}
 		now := time.Now()
@@ -249,24 +279,48 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-var errTruncated = errors.New("datagram truncated")
-
 // recv reads one datagram into n.buf, and its sender into n.from, without
 // allocating. MSG_TRUNC makes the kernel report a datagram's real size, so
-// truncation is detected.
+// a size larger than n.buf means that the datagram was truncated; the
+// kernel fills n.from even then.
 func (n *Netlink) recv() (int, error) {
 	var size int
 	var errno syscall.Errno
+	// MSG_DONTWAIT: the call never waits for data; an empty socket is
+	// waited for through the runtime's poller. Outside our dumps it cannot
+	// sleep at all (netlink_recvmsg dequeues and copies), so it is made
+	// raw, without telling the scheduler, which would wake its monitor
+	// thread (sysmon) once per event. But while the kernel runs a dump for
+	// this socket, netlink_recvmsg continues it (netlink_dump) and may
+	// sleep on the rtnl lock or a mutex for as long as another process
+	// holds it: a raw call would hold the P meanwhile and, with GOMAXPROCS
+	// 1, stop every goroutine (the NATS client, the metrics server, the
+	// GC). So during dumps the scheduler is told. (A receive that races
+	// with the start of a dump by another goroutine may still be raw.)
 	err := n.raw.Read(func(fd uintptr) bool {
+		// Looked at before each call: a dump may have started while
+		// the reader waited for the socket.
+		raw := !n.dumping.Load()
+		switch recvMode {
+		case recvAlwaysRaw:
+			raw = true
+		case recvNeverRaw:
+			raw = false
+		}
 		n.fromLen = unix.SizeofSockaddrNetlink
-		// MSG_DONTWAIT: the call never blocks, so it is made raw,
-		// without telling the scheduler, which would wake its monitor
-		// thread (sysmon) once per event; an empty socket is waited for
-		// through the runtime's poller.
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd,
-			uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
-			unix.MSG_DONTWAIT|unix.MSG_TRUNC,
-			uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
+		var r uintptr
+		var e syscall.Errno
+		if raw {
+			r, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd,
+				uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
+				unix.MSG_DONTWAIT|unix.MSG_TRUNC,
+				uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
+		} else {
+			r, _, e = unix.Syscall6(unix.SYS_RECVFROM, fd,
+				uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
+				unix.MSG_DONTWAIT|unix.MSG_TRUNC,
+				uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
+		}
 		size, errno = int(r), e
 		return errno != unix.EAGAIN && errno != unix.EINTR
 	})
@@ -275,10 +329,69 @@ func (n *Netlink) recv() (int, error) {
 		return 0, err
 	case errno != 0:
 		return 0, errno
-	case size > len(n.buf):
-		return size, errTruncated
 	}
 	return size, nil
+}
+
+// truncated handles a datagram from the kernel that did not fit n.buf, of
+// which only the head was read: it grows the buffer (up to maxRecvSize) and
+// counts what was lost. Outside a dump a notification was lost, which a
+// resync repairs. During a dump, the lost messages may be the dump's, and
+// a SYNC after them would make consumers delete what exists: the attempt is
+// abandoned and the dump started again (as after NLM_F_DUMP_INTR). As the
+// lost part may have held the kernel's NLMSG_DONE, the new request goes out
+// at once; if the kernel refuses it (EBUSY: the old attempt still runs), it
+// is sent again when the old attempt ends.
+func (n *Netlink) truncated(size int) {
+	// The head read holds at least a header: whose the datagram was.
+	pid := binary.NativeEndian.Uint32(n.buf[12:16])
+	seq := binary.NativeEndian.Uint32(n.buf[8:12])
+	had := len(n.buf)
+	if want := min(max(2*had, nlmsgAlign(size)), maxRecvSize); want > had {
+		n.buf = make([]byte, want)
+	}
+	why := fmt.Sprintf("a datagram of %d bytes from the kernel did not fit the %d byte buffer (now %d)", size, had, len(n.buf))
+
+	n.mu.Lock()
+	d := n.active
+	if d == nil {
+		n.mu.Unlock()
+		n.overflow(why)
+		return
+	}
+	n.c.overflows.Add(1)
+	n.log.Warn("netlink overflow during a dump: messages were lost; the dump starts again", "cause", why)
+	var err error
+	resync := false
+	switch {
+	case pid == n.pid && seq == d.seq && !d.busy:
+		// The current attempt's reply: abandon it.
+		d.stale = d.seq
+		err = n.retryLocked(d, "a reply was truncated")
+	case pid == n.pid && seq == d.stale && d.busy:
+		// The abandoned attempt still ran when we asked again, and its
+		// NLMSG_DONE may have been in what was lost: ask again now.
+		err = n.retryLocked(d, "a reply was truncated")
+	case pid == n.pid && seq == d.stale:
+		// The abandoned attempt's, before the kernel answered the
+		// current request: if it refuses it, the abandoned attempt's
+		// end comes after the refusal; if it accepts it, the abandoned
+		// attempt has ended. Nothing to do either way.
+	default:
+		// A notification was lost: what the current attempt reads may
+		// not include its change, so the attempt is read to its end and
+		// then made again. A dump narrowed to one interface does not
+		// cover the others: a resync follows it.
+		d.intr = true
+		resync = d.iface != ""
+	}
+	n.mu.Unlock()
+	if err != nil {
+		n.dumpFailed(d, err)
+	}
+	if resync {
+		n.resync(why)
+	}
 }
 
 // datagram splits one datagram into its messages and handles each.
@@ -321,7 +434,32 @@ func (n *Netlink) message(m netlink.Message, now time.Time, h Handler, ev *event
 	n.c.messages.Add(1)
 	n.mu.Lock()
 	d := n.active
+	if d != nil && d.stale != 0 && m.Header.PID == n.pid && m.Header.Sequence == d.stale {
+		// A reply of an abandoned attempt: skipped. Once it ends, an
+		// attempt that the kernel refused meanwhile is made again.
+		var err error
+		if t := m.Header.Type; t == netlink.Done || t == netlink.Error {
+			d.stale = 0
+			if d.busy {
+				err = n.retryLocked(d, "")
+			}
+		}
+		n.mu.Unlock()
+		n.c.skipped.Add(1)
+		if err != nil {
+			n.dumpFailed(d, err)
+		}
+		return
+	}
 	isDump := d != nil && m.Header.PID == n.pid && m.Header.Sequence == d.seq
+	if isDump && d.stale != 0 && m.Header.Type == netlink.Error && errors.Is(nlError(m.Data), unix.EBUSY) {
+		// The kernel refused the new attempt: the abandoned one still
+		// runs. Its end makes the attempt again.
+		d.busy = true
+		n.mu.Unlock()
+		n.c.skipped.Add(1)
+		return
+	}
 	if isDump {
 		// From here on the dump may publish: a request arriving now has
 		// not seen what it published before, so it waits for the next.
@@ -419,16 +557,7 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 		return
 	}
 	if d.intr {
-		d.attempts++
-		if d.attempts >= maxDumpAttempts {
-			n.mu.Unlock()
-			n.dumpFailed(d, fmt.Errorf("source: dump interrupted %d times in a row: the kernel's tables keep changing", d.attempts))
-			return
-		}
-		n.c.dumpRetries.Add(1)
-		n.log.Debug("dump interrupted by a concurrent change, retrying", "attempt", d.attempts)
-		d.intr, d.told, d.index, d.links, d.addrs = false, false, 0, 0, 0
-		err := n.requestLocked(d, rtmGetLink)
+		err := n.retryLocked(d, "interrupted by a concurrent change")
 		n.mu.Unlock()
 		if err != nil {
 			n.dumpFailed(d, err)
@@ -438,6 +567,9 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 	n.active = nil
 	n.lastEnd = time.Now()
 	n.failures, n.holdUntil = 0, time.Time{}
+	if d.stale == 0 {
+		n.dumping.Store(false) // the kernel has ended it: receives cannot sleep
+	}
 	n.mu.Unlock()
 
 	marker := event.Event{Type: event.Sync, Time: now,
@@ -459,6 +591,22 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 	n.startQueuedLocked()
 }
 
+// retryLocked starts the dump d again from its first request, unless it
+// has been attempted maxDumpAttempts times; why is logged, unless empty
+// (the attempt was counted when it was abandoned). n.mu is held.
+func (n *Netlink) retryLocked(d *dump, why string) error {
+	if why != "" {
+		d.attempts++
+		if d.attempts >= maxDumpAttempts {
+			return fmt.Errorf("source: dump attempted %d times in a row (last: %s): the kernel's tables keep changing", d.attempts, why)
+		}
+		n.c.dumpRetries.Add(1)
+		n.log.Debug("dump retried", "why", why, "attempt", d.attempts)
+	}
+	d.intr, d.busy, d.told, d.index, d.links, d.addrs = false, false, false, 0, 0, 0
+	return n.requestLocked(d, rtmGetLink)
+}
+
 // dumpFailed ends the dump in progress with err and moves on to the queued
 // requests.
 func (n *Netlink) dumpFailed(d *dump, err error) {
@@ -467,6 +615,12 @@ func (n *Netlink) dumpFailed(d *dump, err error) {
 	if n.active == d {
 		n.active = nil
 		n.lastEnd = time.Now()
+		if d.stale == 0 {
+			// The kernel ended it with the error, or never started it.
+			// (An abandoned attempt may still run: then the flag stays
+			// until a dump ends cleanly.)
+			n.dumping.Store(false)
+		}
 	}
 	n.failedLocked(d, err)
 	n.startQueuedLocked()
@@ -621,6 +775,7 @@ func (n *Netlink) requestLocked(d *dump, typ uint16) error {
 		data = make([]byte, unix.SizeofIfAddrmsg)
 		binary.NativeEndian.PutUint32(data[4:], d.index)
 	}
+	n.dumping.Store(true) // before the kernel may start it
 	sent, err := n.conn.Send(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: flags},
 		Data:   data,
@@ -765,15 +920,16 @@ func (n *Netlink) queueResync() {
 // foreign counts a datagram that a process rather than the kernel sent to
 // the socket, which is dropped: with CAP_NET_ADMIN over the namespace (in
 // a user namespace of its own, for instance) a process can send to any
-// netlink socket in it, and must not be able to forge events. The first
-// is logged as a warning, later ones at debug level.
-func (n *Netlink) foreign() {
+// netlink socket in it, and must not be able to forge events, nor make
+// nlbridge grow its buffer or dump. The first is logged as a warning, later
+// ones at debug level.
+func (n *Netlink) foreign(size int) {
 	level := slog.LevelDebug
 	if n.c.foreign.Add(1) == 1 {
 		level = slog.LevelWarn
 	}
 	n.log.Log(context.Background(), level, "dropped a netlink datagram that the kernel did not send (further ones are logged at debug level)",
-		"sender_port", n.from.Pid)
+		"sender_port", n.from.Pid, "size", size)
 }
 
 // decodeError counts a message that could not be decoded. The first is

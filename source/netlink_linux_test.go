@@ -70,6 +70,15 @@ func startSource(t *testing.T, ns *nstest.NS, h Handler) *Netlink {
 
 func startSourceConfig(t *testing.T, cfg Config, h Handler) *Netlink {
 	t.Helper()
+	src, _ := openRun(t, cfg, h)
+	return src
+}
+
+// openRun opens a source with cfg and runs it with h until stop is
+// called, or until t ends; stop waits for Run to return and closes the
+// source.
+func openRun(t testing.TB, cfg Config, h Handler) (src *Netlink, stop func()) {
+	t.Helper()
 	src, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -77,14 +86,18 @@ func startSourceConfig(t *testing.T, cfg Config, h Handler) *Netlink {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		src.Close()
-	})
-	return src
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			src.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return src, stop
 }
 
 func TestIntegrationDumpAndEvents(t *testing.T) {
@@ -197,6 +210,10 @@ func TestIntegrationDumpInterrupted(t *testing.T) {
 	}))
 	churn, stopChurn := context.WithCancel(context.Background())
 	churned := make(chan struct{})
+	t.Cleanup(func() { // also when the test fails: the churn logs to t
+		stopChurn()
+		<-churned
+	})
 	go func() {
 		defer close(churned)
 		for i := 0; churn.Err() == nil; i++ {
@@ -215,6 +232,12 @@ func TestIntegrationDumpInterrupted(t *testing.T) {
 	defer cancel()
 	for i := 0; i < 40 && src.Stats().DumpRetries == 0; i++ {
 		marker, err := src.Dump(ctx, event.ReasonRequest, "")
+		if err != nil && strings.Contains(err.Error(), "keep changing") {
+			// On a loaded machine the churn can interrupt every attempt;
+			// a requested dump then fails, by design.
+			t.Logf("Dump %d: %v", i, err)
+			continue
+		}
 		if err != nil {
 			t.Fatalf("Dump %d: %v", i, err)
 		}
@@ -234,8 +257,9 @@ func TestIntegrationDumpInterrupted(t *testing.T) {
 	for _, e := range v.countErrs {
 		t.Error(e)
 	}
-	if v.begins != int(s.Dumps+s.DumpRetries) || v.syncs != int(s.Dumps) {
-		t.Errorf("%d Begins and %d SYNCs for %d dumps and %d retries, want a Begin per attempt", v.begins, v.syncs, s.Dumps, s.DumpRetries)
+	if v.begins != int(s.Dumps+s.DumpRetries+s.DumpFailures) || v.syncs != int(s.Dumps) {
+		t.Errorf("%d Begins and %d SYNCs for %d dumps, %d retries and %d failed dumps, want a Begin per attempt",
+			v.begins, v.syncs, s.Dumps, s.DumpRetries, s.DumpFailures)
 	}
 }
 

@@ -61,7 +61,7 @@ type Stats struct {
 	Skipped      uint64    // valid messages not published, such as bridge port notifications
 	DecodeErrors uint64    // messages that could not be decoded and were skipped
 	Foreign      uint64    // datagrams dropped because a process, not the kernel, sent them
-	Overflows    uint64    // times the kernel reported lost messages (ENOBUFS)
+	Overflows    uint64    // times kernel messages were lost: the kernel reported ENOBUFS, or a datagram did not fit the buffer
 	Resyncs      uint64    // dumps made to recover from overflows
 	Dumps        uint64    // completed dumps
 	DumpRetries  uint64    // dumps restarted because the kernel interrupted them

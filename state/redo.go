@@ -39,10 +39,8 @@ func (t *Table) Redo(ev *event.Event) {
 		case e.exists:
 			e.held, e.pub, e.synced = true, ev.Link, false
 			e.reborn = e.visible
-			for _, a := range t.addrs {
-				if a.v.Index == ev.Link.Index {
-					a.synced = false // after the DELLINK, consumers hold none of them
-				}
+			for _, a := range t.addrsOf(ev.Link.Index) {
+				a.synced = false // after the DELLINK, consumers hold none of them
 			}
 		default:
 			e.synced = false
@@ -50,7 +48,7 @@ func (t *Table) Redo(ev *event.Event) {
 	case event.DelAddr:
 		k := KeyOf(&ev.Addr)
 		if e := t.addrs[k]; e == nil {
-			t.addrs[k] = &addrEntry{entry: entry{held: true}, v: ev.Addr}
+			t.putAddr(k, &addrEntry{entry: entry{held: true}, v: ev.Addr})
 		} else {
 			e.held, e.synced = true, false
 		}

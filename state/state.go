@@ -11,6 +11,8 @@ package state
 
 import (
 	"cmp"
+	"iter"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -36,8 +38,18 @@ type Scope interface {
 type Table struct {
 	links map[uint32]*linkEntry
 	addrs map[AddrKey]*addrEntry
-	scope Scope  // nil: everything is in scope
-	gen   uint32 // the current dump's generation; entries seen in it carry it
+	// byLink holds the entries of addrs by their link's index (k.Index),
+	// so that a link's addresses are found without a scan of every
+	// address: a DELLINK on a host with many addresses must not cost them
+	// all. putAddr and dropAddr keep it in step with addrs; a link with
+	// no address has no set.
+	byLink map[uint32]map[AddrKey]*addrEntry
+	scope  Scope  // nil: everything is in scope
+	gen    uint32 // the current dump's generation; entries seen in it carry it
+	// scan makes addrsOf scan every address instead of using byLink, as
+	// the table did before it had the index: tests compare the two and
+	// benchmarks measure the difference.
+	scan bool
 }
 
 // entry is what every object carries besides its value.
@@ -108,7 +120,50 @@ func (k AddrKey) compare(o AddrKey) int {
 // New returns an empty table that publishes the objects scope allows (all
 // of them when scope is nil).
 func New(scope Scope) *Table {
-	return &Table{links: make(map[uint32]*linkEntry), addrs: make(map[AddrKey]*addrEntry), scope: scope}
+	return &Table{links: make(map[uint32]*linkEntry), addrs: make(map[AddrKey]*addrEntry),
+		byLink: make(map[uint32]map[AddrKey]*addrEntry), scope: scope}
+}
+
+// putAddr stores e as the address with key k.
+func (t *Table) putAddr(k AddrKey, e *addrEntry) {
+	t.addrs[k] = e
+	set := t.byLink[k.Index]
+	if set == nil {
+		set = make(map[AddrKey]*addrEntry)
+		t.byLink[k.Index] = set
+	}
+	set[k] = e
+}
+
+// dropAddr forgets the address with key k.
+func (t *Table) dropAddr(k AddrKey) {
+	delete(t.addrs, k)
+	if set := t.byLink[k.Index]; set != nil {
+		delete(set, k)
+		if len(set) == 0 {
+			delete(t.byLink, k.Index)
+		}
+	}
+}
+
+// addrsOf yields the addresses of the link at index, tombstones included,
+// in no order. The loop may drop the address it is given (dropAddr).
+func (t *Table) addrsOf(index uint32) iter.Seq2[AddrKey, *addrEntry] {
+	return func(yield func(AddrKey, *addrEntry) bool) {
+		if t.scan {
+			for k, a := range t.addrs {
+				if k.Index == index && !yield(k, a) {
+					return
+				}
+			}
+			return
+		}
+		for k, a := range t.byLink[index] {
+			if !yield(k, a) {
+				return
+			}
+		}
+	}
 }
 
 func (t *Table) allowName(name string) bool { return t.scope == nil || t.scope.AllowName(name) }
@@ -203,8 +258,8 @@ func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event
 // rescope sets the visibility of the addresses of the link at index,
 // whose own visibility changed, and gives them the link's current name.
 func (t *Table) rescope(index uint32, l *linkEntry) {
-	for _, a := range t.addrs {
-		if a.v.Index != index || !a.exists {
+	for _, a := range t.addrsOf(index) {
+		if !a.exists {
 			continue
 		}
 		a.v.Ifname = l.v.Name
@@ -217,8 +272,8 @@ func (t *Table) rescope(index uint32, l *linkEntry) {
 // that is in scope and that consumers do not hold, in key order.
 func (t *Table) appendAddrsOf(index uint32, ev *event.Event, out []event.Event) []event.Event {
 	var found []*addrEntry
-	for _, a := range t.addrs {
-		if a.v.Index == index && a.want() && !a.held {
+	for _, a := range t.addrsOf(index) {
+		if a.want() && !a.held {
 			found = append(found, a)
 		}
 	}
@@ -268,12 +323,9 @@ func (t *Table) delLink(ev *event.Event, out []event.Event) ([]event.Event, bool
 // consumers hold the link, its DELLINK takes the addresses they hold with
 // it; otherwise those they hold become tombstones, for their DELADDR.
 func (t *Table) dropAddrs(index uint32, linkHeld bool) {
-	for k, a := range t.addrs {
-		if k.Index != index {
-			continue
-		}
+	for k, a := range t.addrsOf(index) {
 		if linkHeld || !a.held {
-			delete(t.addrs, k)
+			t.dropAddr(k)
 		} else {
 			a.exists, a.synced = false, false
 		}
@@ -286,7 +338,7 @@ func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event
 	e := t.addrs[k]
 	if e == nil {
 		e = &addrEntry{}
-		t.addrs[k] = e
+		t.putAddr(k, e)
 	}
 	var changed uint32
 	if e.held && e.exists {
@@ -333,7 +385,7 @@ func (t *Table) delAddr(ev *event.Event, out []event.Event) ([]event.Event, bool
 	}
 	visible := e.visible
 	if !e.held {
-		delete(t.addrs, k)
+		t.dropAddr(k)
 		return out, visible
 	}
 	e.exists, e.synced, e.seen = false, false, t.gen
@@ -366,11 +418,11 @@ func (t *Table) Published(m *event.Event, ok bool) {
 			// The link lives on (out of scope, or a new incarnation):
 			// consumers dropped it and every address they held of it.
 			e.held, e.reborn, e.synced = false, false, !e.want()
-			for k, a := range t.addrs {
-				if k.Index == m.Link.Index && a.held {
+			for k, a := range t.addrsOf(m.Link.Index) {
+				if a.held {
 					a.held, a.synced = false, !a.want()
 					if !a.exists {
-						delete(t.addrs, k)
+						t.dropAddr(k)
 					}
 				}
 			}
@@ -383,7 +435,7 @@ func (t *Table) Published(m *event.Event, ok bool) {
 		case !ok:
 			e.synced = false
 		case m.Type == event.DelAddr && !e.exists:
-			delete(t.addrs, k)
+			t.dropAddr(k)
 		default:
 			e.held = m.Type == event.NewAddr
 			e.synced = e.held == e.want()
@@ -396,20 +448,23 @@ func (t *Table) Published(m *event.Event, ok bool) {
 func (t *Table) BeginDump() { t.gen++ }
 
 // Vanished records as deleted the objects that the current dump did not
-// show, restricted to the interface named iface when it is not empty, and
-// appends to out the deletions consumers need, as dump messages: addresses
-// first, then links, each in key order.
+// show, restricted to the interface named iface when it is not empty (the
+// link of that name and its addresses, as the kernel's narrowed dump
+// reads them: by the link's index), and appends to out the deletions
+// consumers need, as dump messages: addresses first, then links, each in
+// key order.
 func (t *Table) Vanished(iface string, out []event.Event) []event.Event {
-	var indexes []uint32 // of the links named iface
+	addrs := t.addrs
 	if iface != "" {
+		addrs = make(map[AddrKey]*addrEntry)
 		for i, e := range t.links {
 			if e.v.Name == iface {
-				indexes = append(indexes, i)
+				maps.Insert(addrs, t.addrsOf(i))
 			}
 		}
 	}
-	for _, e := range sortedAddrs(t.addrs) {
-		if e.exists && e.seen != t.gen && (iface == "" || e.v.Ifname == iface || slices.Contains(indexes, e.v.Index)) {
+	for _, e := range sortedAddrs(addrs) {
+		if e.exists && e.seen != t.gen {
 			del := event.Event{Type: event.DelAddr, Dump: true, Addr: e.v}
 			out, _ = t.delAddr(&del, out)
 		}

@@ -182,7 +182,7 @@ func TestCheckEnvironmentOverridesFile(t *testing.T) {
 
 func TestCheckRedactsSecrets(t *testing.T) {
 	unsetNLBridgeEnv(t)
-	path := writeCheckFile(t, "nlbridge.yaml", "host: web-01\nnats:\n  servers: [\"nats://bob:url-s3cret@a:4222\"]\n  auth:\n    user: alice\n")
+	path := writeCheckFile(t, "nlbridge.yaml", "host: web-01\nnats:\n  servers: [\"nats://bob:url-s3cret@a:4222\", \"nats://token-s3cret@b:4222\"]\n  auth:\n    user: alice\n")
 	t.Setenv("NLBRIDGE_NATS_AUTH_PASSWORD", "env-s3cret")
 	code, stdout, stderr := runCheck("--config", path)
 	if code != 0 || stderr != "" {
@@ -191,7 +191,7 @@ func TestCheckRedactsSecrets(t *testing.T) {
 	if strings.Contains(stdout, "s3cret") {
 		t.Errorf("output shows a secret:\n%s", stdout)
 	}
-	for _, line := range []string{"    user: alice\n", "    password: <redacted>\n", `    token: ""` + "\n", "nats://bob:xxxxx@a:4222"} {
+	for _, line := range []string{"    user: alice\n", "    password: <redacted>\n", `    token: ""` + "\n", "'nats://REDACTED@a:4222', 'nats://REDACTED@b:4222'"} {
 		if !strings.Contains(stdout, line) {
 			t.Errorf("output lacks %q:\n%s", line, stdout)
 		}

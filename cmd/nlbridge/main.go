@@ -139,8 +139,11 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 
 // run wires source → encoder → sink and runs them until ctx is cancelled.
 // On the way out it stops reading the kernel first, then drains NATS, so
-// that every event read from the kernel reaches the server.
-func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// that every event read from the kernel reaches the server. It returns an
+// error naming how many events did not when some did not (the server was
+// unreachable, or the drain timed out): the exit status must not say that
+// they were delivered.
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) (rerr error) {
 	enc, err := encode.New(string(cfg.Encoding))
 	if err != nil {
 		return err
@@ -171,7 +174,8 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	var embedded sink.EmbeddedServer
 	if len(cfg.NATS.Servers) == 0 {
-		embedded, err = sink.StartEmbedded(cfg.NATS.Embedded.Listen, log, sink.StoreDir(cfg.NATS.Embedded.StoreDir))
+		embedded, err = sink.StartEmbedded(sink.EmbeddedConfig{Listen: cfg.NATS.Embedded.Listen, Prefix: cfg.Subjects.Prefix,
+			StoreDir: cfg.NATS.Embedded.StoreDir, Bucket: cfg.KV.Bucket, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -205,8 +209,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		if err := out.Close(ctx); err != nil {
-			log.Error("NATS drain incomplete", "error", err)
+		err := out.Close(ctx)
+		if u, ok := errors.AsType[*sink.UndeliveredError](err); ok {
+			log.Error("NATS drain incomplete: events not delivered", "undelivered", u.Undelivered(),
+				"unpublished", u.Unpublished, "unconfirmed", u.Unconfirmed, "error", u.Err)
+			rerr = errors.Join(rerr, err)
+		} else if err != nil {
+			// The server confirmed every event; only the drain's end failed.
+			log.Warn("NATS drain incomplete; every event was delivered", "error", err)
 		}
 	}()
 	svc, err := sink.NewService(out, src, version)

@@ -19,7 +19,7 @@ func TestNoEmbedded(t *testing.T) {
 	if sink.HasEmbedded {
 		t.Fatal("HasEmbedded is true in a noembedded build")
 	}
-	if _, err := sink.StartEmbedded("127.0.0.1:0", nil); !errors.Is(err, sink.ErrNoEmbedded) {
+	if _, err := sink.StartEmbedded(sink.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink"}); !errors.Is(err, sink.ErrNoEmbedded) {
 		t.Errorf("StartEmbedded: %v, want ErrNoEmbedded", err)
 	}
 	t.Setenv("NLBRIDGE_HOST", "h1")

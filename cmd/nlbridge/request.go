@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/sink"
 )
 
@@ -98,7 +99,7 @@ func requestDump(ctx context.Context, o requestOptions, stdout, stderr io.Writer
 	}
 	nc, err := nats.Connect(o.server, nats.Name("nlbridge request-dump"))
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", o.server, err)
+		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURL(o.server), config.RedactError(err))
 	}
 	defer nc.Close()
 

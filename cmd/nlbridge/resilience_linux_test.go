@@ -48,17 +48,7 @@ func portOf(s *server.Server) int {
 // consumer back to the kernel's state within seconds.
 func TestIntegrationSigstopStorm(t *testing.T) {
 	ns := nstest.New(t)
-	srv := startServer(t)
-	nc := connect(t, srv)
-	events := collect(t, nc, "netlink.storm.>")
-	c := startChild(t, fmt.Sprintf(`host: storm
-netlink:
-  netns: %s
-  receive_buffer: 64KiB
-nats:
-  servers: [%s]
-`, ns.Path, srv.ClientURL()), nil)
-	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	events, c := startSmallBuffer(t, ns, "storm")
 
 	c.signal(t, syscall.SIGSTOP)
 	ns.AddVethPairs(t, "s", 1500)
@@ -85,6 +75,67 @@ nats:
 	checkDellinks(t, ns, all, nil)
 }
 
+// startSmallBuffer runs nlbridge as a child process named host on ns with a
+// 64 KiB socket receive buffer, which a SIGSTOP and a burst of changes
+// overflow, and a NATS server of its own; it returns the collector of the
+// host's events once the startup dump is in, and the child.
+func startSmallBuffer(t *testing.T, ns *nstest.NS, host string) (*collector, *child) {
+	t.Helper()
+	srv := startServer(t)
+	events := collect(t, connect(t, srv), "netlink."+host+".>")
+	c := startChild(t, fmt.Sprintf(`host: %s
+netlink:
+  netns: %s
+  receive_buffer: 64KiB
+nats:
+  servers: [%s]
+`, host, ns.Path, srv.ClientURL()), nil)
+	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	return events, c
+}
+
+// outage is a bridge on a namespace publishing to a JetStream server whose
+// stream a consumer reads, for tests that stop the server and start it
+// again on the same port and store.
+type outage struct {
+	srv    *server.Server
+	port   int
+	store  string
+	events *collector
+}
+
+// startOutage runs the bridge as host on ns against a JetStream server and
+// waits for the startup dump.
+func startOutage(t *testing.T, ns *nstest.NS, host string) *outage {
+	t.Helper()
+	o := &outage{store: t.TempDir()}
+	o.srv = jetStreamServer(t, 0, o.store)
+	o.port = portOf(o.srv)
+	o.events = collectStream(t, makeStream(t, o.srv), "NETLINK")
+	runBridge(t, context.Background(), testConfig(host, ns, o.srv.ClientURL()))
+	o.events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	// Let the server confirm the startup dump (nlbridge flushes at most
+	// every 200 ms while publishing); what it has not confirmed when it
+	// goes down is published again after reconnecting.
+	time.Sleep(time.Second)
+	return o
+}
+
+// stop stops the server and gives the bridge a moment to notice.
+func (o *outage) stop() {
+	o.srv.Shutdown()
+	o.srv.WaitForShutdown()
+	time.Sleep(100 * time.Millisecond)
+}
+
+// restart starts the server again and returns the position of the SYNC
+// reconnect that follows the messages before from.
+func (o *outage) restart(t *testing.T, from int) int {
+	t.Helper()
+	o.srv = jetStreamServer(t, o.port, o.store)
+	return o.events.waitFor(from, "SYNC reconnect", func(m msg) bool { return m.str("reason") == "reconnect" })
+}
+
 // TestIntegrationServerRestart kills the NATS server mid-stream and starts
 // it again: nlbridge keeps reading the kernel, then publishes what changed
 // meanwhile, once per object, and a SYNC "reconnect". The consumer reads a
@@ -94,36 +145,22 @@ func TestIntegrationServerRestart(t *testing.T) {
 	ns := nstest.New(t)
 	v0, _ := ns.AddVeth(t, "r0", "r1")
 	ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
-	store := t.TempDir()
-	srv := jetStreamServer(t, 0, store)
-	port := portOf(srv)
-	js := makeStream(t, srv)
-	events := collectStream(t, js, "NETLINK")
-	cfg := testConfig("restart", ns, srv.ClientURL())
-	runBridge(t, context.Background(), cfg)
-	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
-	// Let the server confirm the startup dump (nlbridge flushes at most
-	// every 200 ms while publishing); what it has not confirmed when it
-	// goes down is published again after reconnecting.
-	time.Sleep(time.Second)
-	before := len(events.all())
+	o := startOutage(t, ns, "restart")
+	before := len(o.events.all())
 
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	time.Sleep(100 * time.Millisecond) // the bridge notices
+	o.stop()
 	for mtu := uint32(1280); mtu < 1380; mtu++ {
 		ns.SetMTU(t, v0, mtu) // a hundred changes: one message after
 	}
 	ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
 	ns.AddVeth(t, "r2", "r3")
 
-	jetStreamServer(t, port, store)
-	at := events.waitFor(before, "SYNC reconnect", func(m msg) bool { return m.str("reason") == "reconnect" })
-	caughtUp := events.all()[before : at+1]
+	at := o.restart(t, before)
+	caughtUp := o.events.all()[before : at+1]
 	if len(caughtUp) > 5 {
 		t.Errorf("catching up took %d messages, want one per changed object (r0, r2, r3, the address) and the SYNC", len(caughtUp))
 	}
-	all := events.all()
+	all := o.events.all()
 	checkConverged(t, ns, all)
 	checkSeq(t, all)
 	checkDellinks(t, ns, all, nil)

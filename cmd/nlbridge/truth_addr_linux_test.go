@@ -28,17 +28,7 @@ import (
 // index and id must equal the kernel.
 func TestIntegrationAddrTruthAfterOverflow(t *testing.T) {
 	ns := nstest.New(t)
-	srv := startServer(t)
-	nc := connect(t, srv)
-	events := collect(t, nc, "netlink.truth.>")
-	c := startChild(t, fmt.Sprintf(`host: truth
-netlink:
-  netns: %s
-  receive_buffer: 64KiB
-nats:
-  servers: [%s]
-`, ns.Path, srv.ClientURL()), nil)
-	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	events, c := startSmallBuffer(t, ns, "truth")
 
 	const (
 		kept     = "10.9.0.1 peer 10.9.0.2/32"

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nlbridge/nlbridge/internal/nstest"
 )
@@ -32,26 +31,18 @@ func TestIntegrationIndexReusedDuringOutage(t *testing.T) {
 	ns := nstest.New(t)
 	old, _ := ns.AddVeth(t, "o0", "o1")
 	ns.AddAddr(t, old, netip.MustParsePrefix("192.0.2.1/24"))
-	store := t.TempDir()
-	srv := jetStreamServer(t, 0, store)
-	port := portOf(srv)
-	js := makeStream(t, srv)
-	events := collectStream(t, js, "NETLINK")
-	runBridge(t, context.Background(), testConfig("reuse", ns, srv.ClientURL()))
-	events.waitFor(0, "startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	o := startOutage(t, ns, "reuse")
+	events := o.events
 	before := len(events.all())
 
-	srv.Shutdown()
-	srv.WaitForShutdown()
-	time.Sleep(100 * time.Millisecond) // the bridge notices
+	o.stop()
 	ip(t, ns, "link", "del", "o0")
 	ip(t, ns, "link", "add", "name", "n0", "index", fmt.Sprint(old), "type", "veth", "peer", "name", "n1")
 	ns.AddAddr(t, old, netip.MustParsePrefix("198.51.100.1/24"))
 	ns.AddVethPairs(t, "z", 30)
 	ns.DelVethPairs(t, "z", 30)
 
-	jetStreamServer(t, port, store)
-	at := events.waitFor(before, "SYNC reconnect", func(m msg) bool { return m.str("reason") == "reconnect" })
+	at := o.restart(t, before)
 	all := events.all()
 	caughtUp := all[before : at+1]
 	t.Logf("after the outage: %s", describe(caughtUp))

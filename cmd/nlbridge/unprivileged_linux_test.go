@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -56,9 +57,19 @@ func TestIntegrationUnprivileged(t *testing.T) {
 	defer nc.Close()
 
 	events := collect(t, nc, "netlink.sidecar.>")
-	resp, err := nc.Request("nlbridge.sidecar.dump", nil, 10*time.Second)
-	if err != nil {
-		t.Fatalf("dump request: %v", err)
+	// The server accepts clients a moment before nlbridge's own connection
+	// has registered the dump service.
+	var resp *nats.Msg
+	for {
+		var err error
+		resp, err = nc.Request("nlbridge.sidecar.dump", nil, 10*time.Second)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			t.Fatalf("dump request: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	var reply sink.DumpReply
 	if err := json.Unmarshal(resp.Data, &reply); err != nil {

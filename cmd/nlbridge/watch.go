@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/sink"
 )
@@ -126,7 +127,7 @@ func watch(ctx context.Context, o watchOptions, stdout, stderr io.Writer) error 
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			fmt.Fprintf(errw, "nlbridge watch: reconnected to %s; events published meanwhile are missing\n", nc.ConnectedUrlRedacted())
+			fmt.Fprintf(errw, "nlbridge watch: reconnected to %s; events published meanwhile are missing\n", config.RedactURL(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			fmt.Fprintf(errw, "nlbridge watch: %v\n", err)
@@ -134,7 +135,7 @@ func watch(ctx context.Context, o watchOptions, stdout, stderr io.Writer) error 
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 	)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", o.server, err)
+		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURL(o.server), config.RedactError(err))
 	}
 	defer func() {
 		nc.Close()
@@ -159,7 +160,7 @@ func watch(ctx context.Context, o watchOptions, stdout, stderr io.Writer) error 
 	case err != nil:
 		return fmt.Errorf("subscribe to %s: %w", subject, err)
 	}
-	fmt.Fprintf(errw, "nlbridge watch: watching %s on %s\n", subject, nc.ConnectedUrlRedacted())
+	fmt.Fprintf(errw, "nlbridge watch: watching %s on %s\n", subject, config.RedactURL(nc.ConnectedUrl()))
 	if o.ready != nil {
 		o.ready()
 	}
