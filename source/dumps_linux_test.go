@@ -32,7 +32,9 @@ func TestIntegrationNarrowedDump(t *testing.T) {
 	ns := nstest.New(t)
 	ns.AddVethPairs(t, "n", 500) // 1,000 links, 2,000 addresses
 	rec := newRecorder()
-	src := startSourceConfig(t, Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20, MinDumpInterval: 300 * time.Millisecond}, rec)
+	// The interval is long enough for the request for na9 below to be
+	// queued behind it on a loaded machine.
+	src := startSourceConfig(t, Config{NetNS: ns.Path, ReceiveBuffer: 4 << 20, MinDumpInterval: 2 * time.Second}, rec)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -100,6 +102,11 @@ func TestIntegrationNarrowedDump(t *testing.T) {
 		res <- err
 	}()
 	for src.queueLen() == 0 {
+		select {
+		case err := <-res:
+			t.Fatalf("the dump of na9 was not queued: it ended at once, with %v", err)
+		default:
+		}
 		time.Sleep(time.Millisecond)
 	}
 	ns.DelLink(t, idx)
@@ -120,7 +127,10 @@ func TestIntegrationDumpQueue(t *testing.T) {
 	ns.AddVethPairs(t, "q", 3)
 	var mu sync.Mutex
 	var syncs []event.SyncInfo
-	src := startSourceConfig(t, Config{NetNS: ns.Path, MinDumpInterval: 400 * time.Millisecond}, HandlerFunc(func(ev *event.Event) {
+	// Long enough for what the test queues behind it to be queued on a
+	// loaded machine.
+	const interval = time.Second
+	src := startSourceConfig(t, Config{NetNS: ns.Path, MinDumpInterval: interval}, HandlerFunc(func(ev *event.Event) {
 		if ev.Type == event.Sync {
 			mu.Lock()
 			syncs = append(syncs, ev.Sync)
@@ -153,7 +163,7 @@ func TestIntegrationDumpQueue(t *testing.T) {
 
 	// Requests for different interfaces and for everything share one full
 	// dump.
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(interval)
 	if _, err := src.Dump(ctx, event.ReasonRequest, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +203,11 @@ func TestIntegrationDumpQueue(t *testing.T) {
 		res <- err
 	}()
 	for src.queueLen() == 0 {
+		select {
+		case err := <-res:
+			t.Fatalf("the request for qa1 was not queued: it ended at once, with %v", err)
+		default:
+		}
 		time.Sleep(time.Millisecond)
 	}
 	src.queueResync()
