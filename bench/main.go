@@ -159,8 +159,15 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	}
 	cleanups = append(cleanups, b.ns.Close)
 	// A plain server: the embedded one lets only its own bridge publish
-	// events, and these bridges are other processes.
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
+	// events, and these bridges are other processes. It runs JetStream,
+	// for nlbridge-kv's state bucket.
+	store, err := os.MkdirTemp("", "nlbench-js-")
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(store) })
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: store})
 	if err != nil {
 		return err
 	}
