@@ -8,14 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/internal/nstest"
 	"golang.org/x/sys/unix"
@@ -319,28 +317,8 @@ func TestIntegrationForeignDatagram(t *testing.T) {
 	rec := newRecorder()
 	src := startSource(t, ns, rec)
 
-	f, err := os.Open(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: int(f.Fd())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
 	forged := notification(rtmNewLink, linkBytes(t, vethMessage())) // eth0.100
-	var sendErr error
-	if err := raw.Write(func(fd uintptr) bool {
-		sendErr = unix.Sendto(int(fd), forged, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: src.pid})
-		return true
-	}); err != nil || sendErr != nil {
-		t.Fatalf("send to the source's port %d: %v %v", src.pid, err, sendErr)
-	}
+	sendTo(t, ns.Path, src.pid, forged)
 
 	a, _ := ns.AddVeth(t, "real0", "real1")
 	rec.waitFor(t, "NEWLINK real0", func(ev *event.Event) bool { return ev.Type == event.NewLink && ev.Link.Index == a })
