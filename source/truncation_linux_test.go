@@ -19,6 +19,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// waitQuiet waits until the kernel has sent no link or address
+// notification in ns for a while: after creating links it sends some
+// later, from its link watch work (up to a second on).
+func waitQuiet(t *testing.T, ns *nstest.NS) {
+	t.Helper()
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: groups, NetNS: int(f.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		_ = c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+		if _, err := c.Receive(); err != nil {
+			return // quiet for 1.5 s (or the socket failed: nothing more to wait for)
+		}
+	}
+	t.Fatal("the kernel kept sending notifications for 10 s")
+}
+
 // runSource runs src until the returned function is called, which stops
 // Run (and is called at the latest when the test ends) so that the test
 // may then look at what Run owned.
@@ -144,6 +168,7 @@ func TestIntegrationTruncatedDumpReply(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := nstest.New(t)
 			ns.AddVethPairs(t, "p", tt.pairs)
+			waitQuiet(t, ns) // only the dump's replies are to be read
 			wantLinks, wantAddrs := kernelView(t, ns)
 
 			src, err := Open(Config{NetNS: ns.Path, ReceiveBuffer: 1 << 20})
