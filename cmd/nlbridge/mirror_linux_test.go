@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/internal/nstest"
@@ -289,4 +290,104 @@ func TestIntegrationMirrorOutage(t *testing.T) {
 	ns.DelLink(t, gone)
 	took := waitMirror(t, ns, m, changes, "moutage", 25*time.Second)
 	t.Logf("converged %v after the partition", took)
+}
+
+// TestIntegrationMirrorBucket: two bridges (JSON and CBOR) on two
+// namespaces share a server and its bucket; a Mirror of "mb-*" holds each
+// host's kernel state separately, ignores other hosts, follows changes,
+// and keeps a host's last state when it goes: stopped (its presence is
+// deleted) or silent (its presence expires).
+func TestIntegrationMirrorBucket(t *testing.T) {
+	nsA, nsB := nstest.New(t), nstest.New(t)
+	a0, _ := nsA.AddVeth(t, "a0", "a1")
+	nsA.AddAddr(t, a0, netip.MustParsePrefix("192.0.2.1/24"))
+	b0, _ := nsB.AddVeth(t, "b0", "b1")
+	nsB.AddAddr(t, b0, netip.MustParsePrefix("2001:db8::b/64"))
+	srv := jetStreamServer(t, 0, t.TempDir())
+	cfgA := testConfig("mb-a", nsA, srv.ClientURL())
+	cfgA.KV.PresenceTTL = 3 * time.Second
+	cfgB := testConfig("mb-b", nsB, srv.ClientURL())
+	cfgB.KV.PresenceTTL = 3 * time.Second
+	cfgB.Encoding = config.EncodingCBOR
+	runBridge(t, context.Background(), cfgA)
+	stopB := runBridge(t, context.Background(), cfgB)
+	kv := kvBucket(t, srv.ClientURL())
+	waitBucket(t, nsA, kv, "mb-a", 10*time.Second)
+	// bucketState reads JSON only: wait for mb-b's presence, written
+	// after its startup dump.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := kv.Get(context.Background(), "mb-b.presence"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("mb-b.presence: %v", err)
+		}
+	}
+	// A host the filter leaves out, and one whose presence will expire.
+	ctx := context.Background()
+	if _, err := kv.Put(ctx, "other.presence", []byte(`{"host":"other","boot":"1","version":"x","started":"2026-01-01T00:00:00Z","seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "mb-c.presence", []byte(`{"host":"mb-c","boot":"c","version":"x","started":"2026-01-01T00:00:00Z","seq":1}`), jetstream.KeyTTL(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	m, changes := startMirror(t, srv.ClientURL(), mirror.WithHosts("mb-*"))
+	if !m.FromBucket() {
+		t.Fatal("the mirror does not read the bucket")
+	}
+	select {
+	case <-m.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the mirror is not ready 10 s after it started")
+	}
+	waitMirror(t, nsA, m, changes, "mb-a", 5*time.Second)
+	waitMirror(t, nsB, m, changes, "mb-b", 5*time.Second)
+	if _, ok := m.Host("other"); ok {
+		t.Error("the mirror holds host other, which mb-* does not match")
+	}
+	if h, _ := m.Host("mb-a"); h.Gone || h.Boot == "" || h.Version == "" || h.Started.IsZero() || h.LastSeen.IsZero() {
+		t.Errorf("mb-a's presence: gone %v boot %q version %q started %v last seen %v", h.Gone, h.Boot, h.Version, h.Started, h.LastSeen)
+	}
+
+	churn(t, nsA, "c")
+	took := waitMirror(t, nsA, m, changes, "mb-a", 10*time.Second)
+	t.Logf("mb-a converged %v after the churn", took)
+	waitMirror(t, nsB, m, changes, "mb-b", time.Second)
+
+	// mb-c's presence expires: gone, as the callback is told.
+	waitGone(t, m, changes, "mb-c", 15*time.Second)
+
+	// mb-b stops: its presence is deleted, its last state stays.
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, m, changes, "mb-b", 10*time.Second)
+	waitMirror(t, nsB, m, changes, "mb-b", time.Second)
+	if h, _ := m.Host("mb-a"); h.Gone {
+		t.Error("mb-a is gone too")
+	}
+	if got := m.Snapshot(); len(got) != 3 {
+		t.Errorf("snapshot holds %d hosts, want mb-a, mb-b and mb-c", len(got))
+	}
+}
+
+// waitGone waits until the mirror says host is gone, and the callback was
+// told.
+func waitGone(t *testing.T, m *mirror.Mirror, changes *changeLog, host string, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		h, _ := m.Host(host)
+		changes.mu.Lock()
+		told := changes.gone[host]
+		changes.mu.Unlock()
+		if h.Gone && told {
+			t.Logf("%s gone after %v", host, time.Since(start))
+			return
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s not gone within %v (mirror says %v, callback told %v)", host, timeout, h.Gone, told)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
