@@ -173,8 +173,13 @@ func (m *Mirror) onMessage(msg *nats.Msg) {
 		m.log.Debug("message for another host skipped", "subject", msg.Subject, "host", ev.Host)
 		return
 	}
+	m.apply(name, &ev)
+}
+
+// apply applies a decoded event of host name's stream.
+func (m *Mirror) apply(name string, ev *event.Event) {
 	m.mu.Lock()
-	m.applyEvent(m.streamHost(name), &ev)
+	m.applyEvent(m.streamHost(name), ev)
 	m.mu.Unlock()
 	m.kick()
 }
