@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/event"
@@ -57,6 +59,7 @@ type fakeBridge struct {
 	links map[uint32]event.Link
 	addrs map[AddrKey]event.Addr
 	dumps int
+	fail  int // dump requests to answer 503 before serving one
 }
 
 func newFakeBridge(t testing.TB, nc *nats.Conn, host string, enc encode.Encoder) *fakeBridge {
@@ -139,6 +142,14 @@ func (b *fakeBridge) serveDump(req *nats.Msg) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dumps++
+	if b.fail > 0 {
+		b.fail--
+		m := nats.NewMsg(req.Reply)
+		m.Header.Set(micro.ErrorCodeHeader, "503")
+		m.Header.Set(micro.ErrorHeader, "try again")
+		_ = req.RespondMsg(m)
+		return
+	}
 	first := b.seq + 1
 	for _, i := range slices.Sorted(maps.Keys(b.links)) {
 		b.emit(event.Event{Type: event.NewLink, Dump: true, Link: b.links[i]}, false)
@@ -297,5 +308,66 @@ func TestOptions(t *testing.T) {
 		if err := o.valid(); err == nil {
 			t.Errorf("%+v is valid", o)
 		}
+	}
+}
+
+// TestRetry: failed dump requests are retried until one succeeds.
+func TestRetry(t *testing.T) {
+	srv := runServer(t, false)
+	b := newFakeBridge(t, connect(t, srv), "h1", encode.JSON{})
+	b.fail = 3 // the fleet request's, and two of the mirror's
+	b.do(event.Event{Type: event.NewLink, Link: link(1, "lo", 65536)}, false)
+	m, err := New(connect(t, srv), WithBucket(""), func(o *options) { o.fleetWait = 100 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	b.do(event.Event{Type: event.NewLink, Link: link(2, "eth0", 1500)}, false)
+	waitState(t, m, b, "after failed dump requests")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dumps != 4 {
+		t.Errorf("%d dump requests, want 4 (the fleet's, two failures, a success)", b.dumps)
+	}
+}
+
+// TestReconnect: what the mirror's connection missed while the server was
+// down is repaired once it is back, without waiting for a gap.
+func TestReconnect(t *testing.T) {
+	opts := natsserver.DefaultTestOptions
+	opts.Port = server.RANDOM_PORT
+	srv := natsserver.RunServer(&opts)
+	t.Cleanup(func() { srv.Shutdown() })
+	url := srv.ClientURL()
+	dial := func() *nats.Conn {
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	bnc := dial()
+	b := newFakeBridge(t, bnc, "h1", encode.CBOR{})
+	b.do(event.Event{Type: event.NewLink, Link: link(1, "lo", 65536)}, false)
+	b.do(event.Event{Type: event.NewLink, Link: link(2, "eth0", 1500)}, false)
+	mnc := dial()
+	m, err := New(mnc, WithBucket(""), func(o *options) { o.fleetWait = 100 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	<-m.Ready()
+	waitState(t, m, b, "before the outage")
+
+	opts.Port = srv.Addr().(*net.TCPAddr).Port
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	b.do(event.Event{Type: event.DelLink, Link: link(2, "eth0", 1500)}, true)
+	b.do(event.Event{Type: event.NewLink, Link: link(3, "eth1", 1500)}, true)
+	srv = natsserver.RunServer(&opts)
+	waitState(t, m, b, "after the outage")
+	if mnc.Stats().Reconnects == 0 {
+		t.Error("the mirror's connection never reconnected: nothing was tested")
 	}
 }

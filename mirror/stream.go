@@ -23,6 +23,7 @@ const repairWorkers = 8
 // the hosts.
 type streamState struct {
 	queue      []string // hosts waiting for a dump request
+	delayed    []string // hosts whose last request failed, waiting to retry
 	queueWake  chan struct{}
 	fleetOpen  bool // the fleet-wide request's replies are awaited
 	reconnects uint64
@@ -36,7 +37,11 @@ type repairState struct {
 	// since the last repair completed.
 	mentioned map[dirtyKey]uint64
 	reply     *sink.DumpReply // the dump being waited for
-	queued    bool            // a request is queued or in flight
+	queued    bool            // a request is queued, in flight or delayed
+	// backoff is how long to wait after the next failed request;
+	// retryAt is when a delayed request is due.
+	backoff time.Duration
+	retryAt time.Time
 }
 
 // objKey names the object of a link or address event.
@@ -95,7 +100,7 @@ func (m *Mirror) watchStream() {
 	defer m.wg.Done()
 	window := time.NewTimer(m.opts.fleetWait)
 	defer window.Stop()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
@@ -111,9 +116,10 @@ func (m *Mirror) watchStream() {
 			}
 			m.checkStreamReady()
 			m.mu.Unlock()
-		case <-tick.C:
+		case now := <-tick.C:
 			n := m.nc.Stats().Reconnects
 			m.mu.Lock()
+			m.retryDue(now)
 			if n != m.stream.reconnects {
 				m.stream.reconnects = n
 				m.log.Info("connection to NATS restored: repairing every host")
@@ -123,6 +129,26 @@ func (m *Mirror) watchStream() {
 				}
 			}
 			m.mu.Unlock()
+		}
+	}
+}
+
+// retryDue queues the delayed requests that are due. Callers hold mu.
+func (m *Mirror) retryDue(now time.Time) {
+	kept := m.stream.delayed[:0]
+	for _, name := range m.stream.delayed {
+		if now.Before(m.hosts[name].repair.retryAt) {
+			kept = append(kept, name)
+			continue
+		}
+		m.stream.queue = append(m.stream.queue, name)
+	}
+	clear(m.stream.delayed[len(kept):])
+	m.stream.delayed = kept
+	if len(m.stream.queue) > 0 {
+		select {
+		case m.stream.queueWake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -213,8 +239,8 @@ func (m *Mirror) applyEvent(h *host, ev *event.Event) {
 		if r.reply == nil {
 			m.queueRepair(h)
 		}
-	case ev.Seq <= r.last:
-		return // a duplicate
+	case ev.Seq == 0 || ev.Seq <= r.last:
+		return // a duplicate (nlbridge's seqs start at 1)
 	case ev.Seq > r.last+1:
 		r.maxMissing = ev.Seq - 1
 		h.synced = false
@@ -355,48 +381,44 @@ func (m *Mirror) repairWorker() {
 	}
 }
 
-// repairHost requests a dump of one host until a reply is taken.
+// repairHost requests a dump of one host. A failed request is retried
+// after a backoff (100 ms doubling to 5 s, with jitter), without holding a
+// worker meanwhile.
 func (m *Mirror) repairHost(name string) {
-	backoff := 100 * time.Millisecond
 	subject := m.opts.control + "." + sink.EscapeToken(name) + ".dump"
 	body := fmt.Appendf(nil, `{"timeout":%q}`, m.opts.requestTimeout.String())
-	for {
-		msg, err := m.nc.RequestWithContext(m.ctx, subject, body)
-		var rep sink.DumpReply
-		if err == nil {
-			rep, err = parseReply(msg)
-		}
-		if m.ctx.Err() != nil {
-			return
-		}
-		if err == nil && rep.Host != name {
-			err = fmt.Errorf("dump reply for host %q", rep.Host)
-		}
-		if err == nil {
-			m.mu.Lock()
-			h := m.hosts[name]
-			if h.boot == "" || rep.Boot == h.boot {
-				h.repair.queued = false
-				h.repair.reply = &rep
-				if h.boot == "" {
-					h.boot, h.repair.last = rep.Boot, rep.FirstSeq-1
-				}
-				m.checkReply(h)
-				m.mu.Unlock()
-				m.kick()
-				return
-			}
-			m.mu.Unlock()
-			// A reply from another boot than the messages: one of them is
-			// stale; ask again.
-			err = fmt.Errorf("dump reply from boot %s, messages from another", rep.Boot)
-		}
-		m.log.Debug("dump request failed; retrying", "host", name, "error", err, "backoff", backoff)
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-time.After(backoff + rand.N(backoff/2)):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+	msg, err := m.nc.RequestWithContext(m.ctx, subject, body)
+	var rep sink.DumpReply
+	if err == nil {
+		rep, err = parseReply(msg)
 	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	if err == nil && rep.Host != name {
+		err = fmt.Errorf("dump reply for host %q", rep.Host)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.hosts[name]
+	r := h.repair
+	if err == nil && h.boot != "" && rep.Boot != h.boot {
+		// The messages come from another run of nlbridge than the reply:
+		// one of them is stale; ask again.
+		err = fmt.Errorf("dump reply from boot %s, messages from boot %s", rep.Boot, h.boot)
+	}
+	if err != nil {
+		r.backoff = min(max(2*r.backoff, 100*time.Millisecond), 5*time.Second)
+		r.retryAt = time.Now().Add(r.backoff + rand.N(r.backoff/2))
+		m.stream.delayed = append(m.stream.delayed, name)
+		m.log.Debug("dump request failed; retrying", "host", name, "error", err, "backoff", r.backoff)
+		return
+	}
+	r.queued, r.backoff = false, 0
+	r.reply = &rep
+	if h.boot == "" {
+		h.boot, r.last = rep.Boot, rep.FirstSeq-1
+	}
+	m.checkReply(h)
+	m.kick()
 }
