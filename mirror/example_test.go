@@ -98,7 +98,7 @@ func Example() {
 
 // WithChanges delivers typed changes from a goroutine of the Mirror: here
 // the initial view, then a link deleted (its address goes with it), then
-// the host going away.
+// the host going away, in an order that can be applied one by one.
 func ExampleWithChanges() {
 	url, kv, stop := fleet()
 	defer stop()
@@ -108,7 +108,7 @@ func ExampleWithChanges() {
 	}
 	defer nc.Close()
 
-	gone := make(chan struct{})
+	added, gone := make(chan struct{}), make(chan struct{})
 	m, err := mirror.New(nc, mirror.WithChanges(func(c mirror.Change) {
 		switch c := c.(type) {
 		case mirror.HostAppeared:
@@ -121,6 +121,7 @@ func ExampleWithChanges() {
 			fmt.Println(c.Host, "link removed:", c.Link.Name)
 		case mirror.AddrAdded:
 			fmt.Println(c.Host, "address added:", c.Addr.ID(), "on", c.Addr.Ifname)
+			close(added)
 		case mirror.AddrRemoved:
 			fmt.Println(c.Host, "address removed:", c.Addr.ID())
 		case mirror.HostGone:
@@ -132,7 +133,9 @@ func ExampleWithChanges() {
 		log.Fatal(err)
 	}
 	defer m.Close()
-	<-m.Ready()
+	// Changes are coalesced: had the link gone before the callback was
+	// told of it, the callback would hear of neither.
+	<-added
 	ctx := context.Background()
 	_ = kv.Delete(ctx, "web-01.link.eth0")
 	_ = kv.Delete(ctx, "web-01.presence")
