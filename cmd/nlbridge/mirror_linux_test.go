@@ -1,0 +1,393 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nlbridge/nlbridge/config"
+	"github.com/nlbridge/nlbridge/internal/nstest"
+	"github.com/nlbridge/nlbridge/internal/proxytest"
+	"github.com/nlbridge/nlbridge/mirror"
+)
+
+// mirrorState is a host's state in a Mirror, keyed as kernelState keys the
+// kernel's: links by index (with their names), addresses by index and id.
+func mirrorState(h mirror.Host) state {
+	s := state{links: map[float64]string{}, addrs: map[string]bool{}}
+	for i, l := range h.Links {
+		s.links[float64(i)] = l.Name
+	}
+	for k := range h.Addrs {
+		s.addrs[fmt.Sprintf("%d %s", k.Index, k.ID)] = true
+	}
+	return s
+}
+
+// changeLog applies the changes a Mirror delivers, as an application
+// would, so that tests can check that they add up to the Mirror's state.
+type changeLog struct {
+	mu    sync.Mutex
+	hosts map[string]*state
+	seen  map[string]int // change type → count
+	gone  map[string]bool
+}
+
+func newChangeLog() *changeLog {
+	return &changeLog{hosts: map[string]*state{}, seen: map[string]int{}, gone: map[string]bool{}}
+}
+
+func (c *changeLog) apply(ch mirror.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.hosts[ch.HostName()]
+	if s == nil {
+		s = &state{links: map[float64]string{}, addrs: map[string]bool{}}
+		c.hosts[ch.HostName()] = s
+	}
+	c.seen[fmt.Sprintf("%T", ch)]++
+	switch ch := ch.(type) {
+	case mirror.LinkAdded:
+		s.links[float64(ch.Link.Index)] = ch.Link.Name
+	case mirror.LinkChanged:
+		s.links[float64(ch.Link.Index)] = ch.Link.Name
+	case mirror.LinkRemoved:
+		delete(s.links, float64(ch.Link.Index))
+	case mirror.AddrAdded:
+		s.addrs[fmt.Sprintf("%d %s", ch.Addr.Index, ch.Addr.ID())] = true
+	case mirror.AddrRemoved:
+		delete(s.addrs, fmt.Sprintf("%d %s", ch.Addr.Index, ch.Addr.ID()))
+	case mirror.HostAppeared:
+		c.gone[ch.Host] = false
+	case mirror.HostGone:
+		c.gone[ch.Host] = true
+	}
+}
+
+func (c *changeLog) state(host string) state {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := state{links: map[float64]string{}, addrs: map[string]bool{}}
+	if h := c.hosts[host]; h != nil {
+		for k, v := range h.links {
+			s.links[k] = v
+		}
+		for k := range h.addrs {
+			s.addrs[k] = true
+		}
+	}
+	return s
+}
+
+// startMirror runs a Mirror on its own connection until the test ends.
+func startMirror(t *testing.T, url string, opts ...mirror.Option) (*mirror.Mirror, *changeLog) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	changes := newChangeLog()
+	m, err := mirror.New(nc, append([]mirror.Option{mirror.WithChanges(changes.apply), mirror.WithLogger(testLogger(t))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m, changes
+}
+
+// waitMirror waits until the Mirror's state of host, and the state its
+// changes add up to, equal the kernel's, and returns how long that took.
+func waitMirror(t *testing.T, ns *nstest.NS, m *mirror.Mirror, changes *changeLog, host string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		want := kernelState(t, ns)
+		h, _ := m.Host(host)
+		got := mirrorState(h)
+		told := changes.state(host)
+		if got.equal(want) && told.equal(want) && h.Synced {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("the mirror of %s did not converge within %v (synced %v)\n  mirror %v %v\ncallback %v %v\n  kernel %v %v",
+				host, timeout, h.Synced, got.links, got.addrs, told.links, told.addrs, want.links, want.addrs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// churn adds, changes and deletes links and addresses.
+func churn(t *testing.T, ns *nstest.NS, prefix string) {
+	t.Helper()
+	a, b := ns.AddVeth(t, prefix+"0", prefix+"1")
+	ns.AddAddr(t, a, netip.MustParsePrefix("192.0.2.1/24"))
+	ns.AddAddr(t, a, netip.MustParsePrefix("2001:db8::1/64"))
+	ns.AddAddr(t, b, netip.MustParsePrefix("198.51.100.1/24"))
+	ns.SetMTU(t, a, 9000)
+	ns.Rename(t, b, prefix+".x")
+	ns.DelAddr(t, a, netip.MustParsePrefix("192.0.2.1/24"))
+	c, _ := ns.AddVeth(t, prefix+"2", prefix+"3")
+	ns.AddAddr(t, c, netip.MustParsePrefix("203.0.113.1/24"))
+	ns.DelLink(t, c) // and its peer
+}
+
+// TestIntegrationMirrorStream: with no bucket, a Mirror started after
+// nlbridge (CBOR) holds the kernel's links and addresses, after churn, and
+// after a restart of nlbridge during which links and addresses were
+// deleted (which the new run's startup dump does not publish: the repair
+// must drop them).
+func TestIntegrationMirrorStream(t *testing.T) {
+	ns := nstest.New(t)
+	v0, _ := ns.AddVeth(t, "m0", "m1")
+	ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.10/24"))
+	v2, _ := ns.AddVeth(t, "m2", "m3")
+	ns.AddAddr(t, v2, netip.MustParsePrefix("198.51.100.10/24"))
+	srv := startServer(t)
+	cfg := testConfig("mstream", ns, srv.ClientURL())
+	cfg.KV.Bucket = ""
+	cfg.Encoding = config.EncodingCBOR
+	cfg.Dump.MinInterval = 100 * time.Millisecond
+	stop := runBridge(t, context.Background(), cfg)
+	waitStartup(t, srv, "mstream")
+
+	m, changes := startMirror(t, srv.ClientURL())
+	if m.FromBucket() {
+		t.Fatal("the mirror reads a bucket on a server without JetStream")
+	}
+	select {
+	case <-m.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the mirror is not ready 10 s after it started")
+	}
+	waitMirror(t, ns, m, changes, "mstream", 5*time.Second)
+
+	churn(t, ns, "c")
+	took := waitMirror(t, ns, m, changes, "mstream", 10*time.Second)
+	t.Logf("converged %v after the churn", took)
+
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ns.DelLink(t, v2)
+	ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.10/24"))
+	ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.11/24"))
+	before, _ := m.Host("mstream")
+	runBridge(t, context.Background(), cfg)
+	took = waitMirror(t, ns, m, changes, "mstream", 10*time.Second)
+	after, _ := m.Host("mstream")
+	if after.Boot == before.Boot {
+		t.Errorf("boot %s did not change with the restart", after.Boot)
+	}
+	t.Logf("converged %v after the restart; changes delivered: %v", took, changes.seen)
+	for _, typ := range []string{"mirror.HostAppeared", "mirror.LinkAdded", "mirror.LinkChanged", "mirror.LinkRemoved", "mirror.AddrAdded", "mirror.AddrRemoved"} {
+		if changes.seen[typ] == 0 {
+			t.Errorf("no %s delivered", typ)
+		}
+	}
+}
+
+// waitStartup waits for host's startup SYNC.
+func waitStartup(t *testing.T, srv interface{ ClientURL() string }, host string) {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// The bridge may have published it already: ask for a dump instead
+	// of waiting for a message, which also says the service is up.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		msg, err := nc.Request("nlbridge."+host+".dump", nil, 5*time.Second)
+		if err == nil && msg.Header.Get("Nats-Service-Error-Code") == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s answers no dump request: %v", host, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIntegrationMirrorStorm: a Mirror started while hundreds of veth
+// pairs come and go holds the kernel's state once the storm is over.
+func TestIntegrationMirrorStorm(t *testing.T) {
+	ns := nstest.New(t)
+	srv := startServer(t)
+	cfg := testConfig("mstorm", ns, srv.ClientURL())
+	cfg.KV.Bucket = ""
+	runBridge(t, context.Background(), cfg)
+	waitStartup(t, srv, "mstorm")
+
+	done := make(chan error, 1)
+	go func() {
+		var batch strings.Builder
+		for i := range 300 {
+			fmt.Fprintf(&batch, "link add st%d type veth peer name su%d\n", i, i)
+			if i%3 == 0 {
+				fmt.Fprintf(&batch, "addr add 10.%d.%d.1/24 dev st%d\n", i/256, i%256, i)
+			}
+		}
+		for i := range 150 {
+			fmt.Fprintf(&batch, "link del st%d\n", 2*i)
+		}
+		_, err := ns.Command("ip", strings.NewReader(batch.String()), "-batch", "-")
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // in the middle of it
+	m, changes := startMirror(t, srv.ClientURL())
+	select {
+	case err := <-done:
+		t.Fatalf("the storm was over before the mirror started (%v): nothing was tested", err)
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	took := waitMirror(t, ns, m, changes, "mstorm", 20*time.Second)
+	t.Logf("converged %v after the storm", took)
+}
+
+// TestIntegrationMirrorOutage: nlbridge's connection is silently broken
+// while links and addresses change; once it reconnects and repairs, the
+// Mirror (whose own connection never broke) holds the kernel's state.
+func TestIntegrationMirrorOutage(t *testing.T) {
+	ns := nstest.New(t)
+	v0, _ := ns.AddVeth(t, "p0", "p1")
+	ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+	gone, _ := ns.AddVeth(t, "p2", "p3")
+	srv := startServer(t)
+	proxy := proxytest.New(t, srv.Addr().String())
+	cfg := testConfig("moutage", ns, "nats://"+proxy.Addr())
+	cfg.KV.Bucket = ""
+	runBridge(t, context.Background(), cfg)
+	waitStartup(t, srv, "moutage")
+	m, changes := startMirror(t, srv.ClientURL())
+	waitMirror(t, ns, m, changes, "moutage", 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // let the server confirm what it has
+
+	proxy.Blackhole()
+	for mtu := uint32(1400); mtu < 1410; mtu++ {
+		ns.SetMTU(t, v0, mtu)
+	}
+	ns.AddAddr(t, v0, netip.MustParsePrefix("198.51.100.1/24"))
+	ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+	ns.AddVeth(t, "p4", "p5")
+	ns.DelLink(t, gone)
+	took := waitMirror(t, ns, m, changes, "moutage", 25*time.Second)
+	t.Logf("converged %v after the partition", took)
+}
+
+// TestIntegrationMirrorBucket: two bridges (JSON and CBOR) on two
+// namespaces share a server and its bucket; a Mirror of "mb-*" holds each
+// host's kernel state separately, ignores other hosts, follows changes,
+// and keeps a host's last state when it goes: stopped (its presence is
+// deleted) or silent (its presence expires).
+func TestIntegrationMirrorBucket(t *testing.T) {
+	nsA, nsB := nstest.New(t), nstest.New(t)
+	a0, _ := nsA.AddVeth(t, "a0", "a1")
+	nsA.AddAddr(t, a0, netip.MustParsePrefix("192.0.2.1/24"))
+	b0, _ := nsB.AddVeth(t, "b0", "b1")
+	nsB.AddAddr(t, b0, netip.MustParsePrefix("2001:db8::b/64"))
+	srv := jetStreamServer(t, 0, t.TempDir())
+	cfgA := testConfig("mb-a", nsA, srv.ClientURL())
+	cfgA.KV.PresenceTTL = 3 * time.Second
+	cfgB := testConfig("mb-b", nsB, srv.ClientURL())
+	cfgB.KV.PresenceTTL = 3 * time.Second
+	cfgB.Encoding = config.EncodingCBOR
+	runBridge(t, context.Background(), cfgA)
+	stopB := runBridge(t, context.Background(), cfgB)
+	kv := kvBucket(t, srv.ClientURL())
+	waitBucket(t, nsA, kv, "mb-a", 10*time.Second)
+	// bucketState reads JSON only: wait for mb-b's presence, written
+	// after its startup dump.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := kv.Get(context.Background(), "mb-b.presence"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("mb-b.presence: %v", err)
+		}
+	}
+	// A host the filter leaves out, and one whose presence will expire.
+	ctx := context.Background()
+	if _, err := kv.Put(ctx, "other.presence", []byte(`{"host":"other","boot":"1","version":"x","started":"2026-01-01T00:00:00Z","seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "mb-c.presence", []byte(`{"host":"mb-c","boot":"c","version":"x","started":"2026-01-01T00:00:00Z","seq":1}`), jetstream.KeyTTL(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	m, changes := startMirror(t, srv.ClientURL(), mirror.WithHosts("mb-*"))
+	if !m.FromBucket() {
+		t.Fatal("the mirror does not read the bucket")
+	}
+	select {
+	case <-m.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the mirror is not ready 10 s after it started")
+	}
+	waitMirror(t, nsA, m, changes, "mb-a", 5*time.Second)
+	waitMirror(t, nsB, m, changes, "mb-b", 5*time.Second)
+	if _, ok := m.Host("other"); ok {
+		t.Error("the mirror holds host other, which mb-* does not match")
+	}
+	if h, _ := m.Host("mb-a"); h.Gone || h.Boot == "" || h.Version == "" || h.Started.IsZero() || h.LastSeen.IsZero() {
+		t.Errorf("mb-a's presence: gone %v boot %q version %q started %v last seen %v", h.Gone, h.Boot, h.Version, h.Started, h.LastSeen)
+	}
+
+	churn(t, nsA, "c")
+	took := waitMirror(t, nsA, m, changes, "mb-a", 10*time.Second)
+	t.Logf("mb-a converged %v after the churn", took)
+	waitMirror(t, nsB, m, changes, "mb-b", time.Second)
+
+	// mb-c's presence expires: gone, as the callback is told.
+	waitGone(t, m, changes, "mb-c", 15*time.Second)
+
+	// mb-b stops: its presence is deleted, its last state stays.
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, m, changes, "mb-b", 10*time.Second)
+	waitMirror(t, nsB, m, changes, "mb-b", time.Second)
+	if h, _ := m.Host("mb-a"); h.Gone {
+		t.Error("mb-a is gone too")
+	}
+	if got := m.Snapshot(); len(got) != 3 {
+		t.Errorf("snapshot holds %d hosts, want mb-a, mb-b and mb-c", len(got))
+	}
+}
+
+// waitGone waits until the mirror says host is gone, and the callback was
+// told.
+func waitGone(t *testing.T, m *mirror.Mirror, changes *changeLog, host string, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		h, _ := m.Host(host)
+		changes.mu.Lock()
+		told := changes.gone[host]
+		changes.mu.Unlock()
+		if h.Gone && told {
+			t.Logf("%s gone after %v", host, time.Since(start))
+			return
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s not gone within %v (mirror says %v, callback told %v)", host, timeout, h.Gone, told)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

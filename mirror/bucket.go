@@ -1,0 +1,166 @@
+package mirror
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nlbridge/nlbridge/encode"
+	"github.com/nlbridge/nlbridge/event"
+	"github.com/nlbridge/nlbridge/sink"
+)
+
+// keyIndex maps a host's bucket keys to the objects their values hold,
+// both ways: a rename moves a link's key, and the old key's deletion may
+// come after the new key's value.
+type keyIndex struct {
+	obj map[string]dirtyKey // key → object
+	key map[dirtyKey]string // object → its current key
+}
+
+// presence is the value of a <host>.presence key.
+type presence struct {
+	Host    string    `json:"host"`
+	Boot    string    `json:"boot"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	Seq     uint64    `json:"seq"`
+}
+
+// startBucket watches the bucket's keys of the matching hosts.
+func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
+	filter := ">"
+	if m.opts.hosts != "" && !strings.ContainsAny(m.opts.hosts, `*?[\`) {
+		filter = sink.EscapeToken(m.opts.hosts) + ".>"
+	}
+	w, err := kv.WatchFiltered(m.ctx, []string{filter})
+	if err != nil {
+		return fmt.Errorf("mirror: watch bucket %s: %w", m.opts.bucket, err)
+	}
+	m.bucket = true
+	m.watcher = w
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			select {
+			case <-m.ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				m.mu.Lock()
+				if e == nil {
+					// The current values are all in: the first view is
+					// complete.
+					for _, h := range m.hosts {
+						h.synced = true
+					}
+					m.setReady()
+				} else {
+					m.applyEntry(e.Key(), e.Value(), e.Operation(), e.Created())
+				}
+				m.mu.Unlock()
+				m.kick()
+			}
+		}
+	}()
+	return nil
+}
+
+// applyEntry applies one bucket entry. Callers hold mu.
+func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, created time.Time) {
+	tok, rest, _ := strings.Cut(key, ".")
+	name, err := sink.UnescapeToken(tok)
+	if err != nil || !m.glob(name) {
+		return
+	}
+	h := m.host(name)
+	if h.keys == nil {
+		h.keys = &keyIndex{obj: map[string]dirtyKey{}, key: map[dirtyKey]string{}}
+		h.synced = m.readyDone
+	}
+	put := op == jetstream.KeyValuePut
+	if rest == "presence" {
+		if !put {
+			m.setPresent(h, false)
+			return
+		}
+		var p presence
+		if err := json.Unmarshal(value, &p); err != nil {
+			m.log.Debug("bad presence skipped", "key", key, "error", err)
+			return
+		}
+		if p.Boot != h.boot {
+			h.boot = p.Boot
+			m.mark(dirtyKey{host: name})
+		}
+		h.version, h.started, h.lastSeen = p.Version, p.Started, created
+		m.setPresent(h, true)
+		return
+	}
+	if !put {
+		obj, ok := h.keys.obj[key]
+		if !ok {
+			return
+		}
+		delete(h.keys.obj, key)
+		if h.keys.key[obj] != key {
+			return // the object has moved to another key since
+		}
+		delete(h.keys.key, obj)
+		if obj.kind == kindLink {
+			// Its addresses' keys are deleted one by one too; what is
+			// left of them goes with the link, as a DELLINK says.
+			m.removeLink(h, obj.index)
+		} else {
+			m.removeAddr(h, AddrKey{obj.index, obj.id})
+		}
+		return
+	}
+	ev, err := encode.Decode(contentType(value), value)
+	if err != nil {
+		m.log.Debug("bad value skipped", "key", key, "error", err)
+		return
+	}
+	var obj dirtyKey
+	switch {
+	case ev.Type == event.NewLink && strings.HasPrefix(rest, "link."):
+		obj = dirtyKey{kind: kindLink, index: ev.Link.Index}
+		m.upsertLink(h, ev.Link)
+	case ev.Type == event.NewAddr && strings.HasPrefix(rest, "addr."):
+		obj = dirtyKey{kind: kindAddr, index: ev.Addr.Index, id: ev.Addr.ID()}
+		m.upsertAddr(h, ev.Addr)
+	default:
+		m.log.Debug("unexpected value skipped", "key", key, "type", ev.Type)
+		return
+	}
+	if old, ok := h.keys.key[obj]; ok && old != key {
+		delete(h.keys.obj, old)
+	}
+	if prev, ok := h.keys.obj[key]; ok && prev != obj && h.keys.key[prev] == key {
+		// The key now holds another object (a link of the same name with
+		// another index): the one it held is gone.
+		delete(h.keys.key, prev)
+		if prev.kind == kindLink {
+			m.removeLink(h, prev.index)
+		} else {
+			m.removeAddr(h, AddrKey{prev.index, prev.id})
+		}
+	}
+	h.keys.obj[key] = obj
+	h.keys.key[obj] = key
+}
+
+// contentType tells the encodings of a bucket value apart: a JSON event
+// is an object, a CBOR one a map, whose first byte is never '{'.
+func contentType(value []byte) string {
+	if len(value) > 0 && value[0] == '{' {
+		return "application/json"
+	}
+	return "application/cbor"
+}
