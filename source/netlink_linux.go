@@ -570,18 +570,23 @@ func (n *Netlink) dumpPartDone(d *dump, kerr error, now time.Time, h Handler) {
 	if d.stale == 0 {
 		n.dumping.Store(false) // the kernel has ended it: receives cannot sleep
 	}
+	resync := slices.ContainsFunc(d.reqs, isResync)
 	n.mu.Unlock()
 
+	// Counted before the SYNC is handed on, so that whoever sees the SYNC
+	// (a consumer, then a scrape of the metrics) sees the counters too.
+	n.c.dumps.Add(1)
+	if resync {
+		n.c.resyncs.Add(1)
+	}
 	marker := event.Event{Type: event.Sync, Time: now,
 		Sync: event.SyncInfo{Reason: d.reason, Interface: d.iface, Links: d.links, Addrs: d.addrs}}
 	n.c.events.Add(1)
 	h.Handle(&marker)
-	n.c.dumps.Add(1)
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if slices.ContainsFunc(d.reqs, isResync) {
-		n.c.resyncs.Add(1)
+	if resync {
 		n.log.Info("resync after lost notifications published", "reason", d.reason,
 			"links", marker.Sync.Links, "addrs", marker.Sync.Addrs)
 	}
