@@ -73,29 +73,14 @@ func startSourceConfig(t *testing.T, cfg Config, h Handler) *Netlink {
 }
 
 // openRun opens a source with cfg and runs it with h until stop is
-// called, or until t ends; stop waits for Run to return and closes the
-// source.
+// called, or until t ends (see runSource).
 func openRun(t testing.TB, cfg Config, h Handler) (src *Netlink, stop func()) {
 	t.Helper()
 	src, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, h) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-			src.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return src, stop
+	return src, runSource(t, src, h)
 }
 
 func TestIntegrationDumpAndEvents(t *testing.T) {

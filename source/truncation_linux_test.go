@@ -46,7 +46,7 @@ func waitQuiet(t *testing.T, ns *nstest.NS) {
 // runSource runs src until the returned function is called, which stops
 // Run (and is called at the latest when the test ends) so that the test
 // may then look at what Run owned.
-func runSource(t *testing.T, src *Netlink, h Handler) (stop func()) {
+func runSource(t testing.TB, src *Netlink, h Handler) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
