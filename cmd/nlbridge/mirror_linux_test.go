@@ -5,7 +5,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,79 +16,227 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
 
 	"github.com/nlbridge/nlbridge/config"
+	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/internal/nstest"
 	"github.com/nlbridge/nlbridge/internal/proxytest"
 	"github.com/nlbridge/nlbridge/mirror"
 )
 
-// mirrorState is a host's state in a Mirror, keyed as kernelState keys the
-// kernel's: links by index (with their names), addresses by index and id.
-func mirrorState(h mirror.Host) state {
-	s := state{links: map[float64]string{}, addrs: map[string]bool{}}
-	for i, l := range h.Links {
-		s.links[float64(i)] = l.Name
-	}
-	for k := range h.Addrs {
-		s.addrs[fmt.Sprintf("%d %s", k.Index, k.ID)] = true
-	}
-	return s
+// view is what the tests compare between a Mirror and the kernel: each
+// link by index with the fields a request changes at once (name, MTU,
+// master, administrative state), and each address by index and id with
+// the name of its interface. Fields that the kernel changes on its own
+// later (operational state, carrier) are left out.
+type view struct {
+	links map[uint32]string
+	addrs map[string]string
 }
 
-// changeLog applies the changes a Mirror delivers, as an application
-// would, so that tests can check that they add up to the Mirror's state.
+func linkView(name string, mtu, master uint32, up bool) string {
+	return fmt.Sprintf("%s mtu %d master %d up %v", name, mtu, master, up)
+}
+
+func (v view) equal(o view) bool { return reflect.DeepEqual(v, o) }
+
+func (v view) String() string {
+	var b strings.Builder
+	for _, i := range slices.Sorted(maps.Keys(v.links)) {
+		fmt.Fprintf(&b, "\n    link %d: %s", i, v.links[i])
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.addrs)) {
+		fmt.Fprintf(&b, "\n    addr %s on %s", k, v.addrs[k])
+	}
+	return b.String()
+}
+
+// kernelView reads the namespace's links and addresses as a view.
+func kernelView(t *testing.T, ns *nstest.NS) view {
+	t.Helper()
+	links, err := ns.Conn().Link.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := ns.Conn().Address.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := view{links: map[uint32]string{}, addrs: map[string]string{}}
+	names := map[uint32]string{}
+	for _, l := range links {
+		names[l.Index] = l.Attributes.Name
+		var master uint32
+		if l.Attributes.Master != nil {
+			master = *l.Attributes.Master
+		}
+		v.links[l.Index] = linkView(l.Attributes.Name, l.Attributes.MTU, master, l.Flags&unix.IFF_UP != 0)
+	}
+	for _, a := range addrs {
+		v.addrs[kernelAddrKey(a)] = names[a.Index]
+	}
+	return v
+}
+
+// hostView is the view of a host's links and addresses in a Mirror.
+func hostView(links map[uint32]event.Link, addrs map[mirror.AddrKey]event.Addr) view {
+	v := view{links: map[uint32]string{}, addrs: map[string]string{}}
+	for i, l := range links {
+		v.links[i] = linkView(l.Name, l.MTU, l.Master, l.Enabled())
+	}
+	for k, a := range addrs {
+		v.addrs[fmt.Sprintf("%d %s", k.Index, k.ID)] = a.Ifname
+	}
+	return v
+}
+
+// changeLog applies the changes a Mirror delivers, in order, as an
+// application would, so that tests can check that they add up to the
+// Mirror's state. It also checks each change against what it was told
+// before: a link or address is added only when unknown, changed or
+// removed only when known, a change names exactly the fields that differ
+// (of those it checks), a removal carries the state last told, and a host
+// appears and goes in turn. What breaks these rules fails the test.
 type changeLog struct {
+	t     testing.TB
 	mu    sync.Mutex
-	hosts map[string]*state
+	hosts map[string]*toldHost
 	seen  map[string]int // change type → count
 	gone  map[string]bool
+	bad   []string
 }
 
-func newChangeLog() *changeLog {
-	return &changeLog{hosts: map[string]*state{}, seen: map[string]int{}, gone: map[string]bool{}}
+// toldHost is what the callback was told of a host.
+type toldHost struct {
+	present bool
+	links   map[uint32]event.Link
+	addrs   map[mirror.AddrKey]event.Addr
+}
+
+func newChangeLog(t testing.TB) *changeLog {
+	c := &changeLog{t: t, hosts: map[string]*toldHost{}, seen: map[string]int{}, gone: map[string]bool{}}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, b := range c.bad {
+			t.Error(b)
+		}
+	})
+	return c
+}
+
+// fieldsDiffer checks that the field name is listed in changed exactly
+// when old and new differ in it.
+func (c *changeLog) fieldsDiffer(what string, changed []string, name string, differ bool) {
+	if slices.Contains(changed, name) != differ {
+		c.bad = append(c.bad, fmt.Sprintf("%s: changed %v, but %s differs: %v", what, changed, name, differ))
+	}
 }
 
 func (c *changeLog) apply(ch mirror.Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.hosts[ch.HostName()]
-	if s == nil {
-		s = &state{links: map[float64]string{}, addrs: map[string]bool{}}
-		c.hosts[ch.HostName()] = s
+	h := c.hosts[ch.HostName()]
+	if h == nil {
+		h = &toldHost{links: map[uint32]event.Link{}, addrs: map[mirror.AddrKey]event.Addr{}}
+		c.hosts[ch.HostName()] = h
 	}
 	c.seen[fmt.Sprintf("%T", ch)]++
+	what := fmt.Sprintf("%s %T %+v", ch.HostName(), ch, ch)
+	bad := func(why string) { c.bad = append(c.bad, what+": "+why) }
 	switch ch := ch.(type) {
 	case mirror.LinkAdded:
-		s.links[float64(ch.Link.Index)] = ch.Link.Name
+		if _, ok := h.links[ch.Link.Index]; ok {
+			bad("the link was known")
+		}
+		h.links[ch.Link.Index] = ch.Link
 	case mirror.LinkChanged:
-		s.links[float64(ch.Link.Index)] = ch.Link.Name
+		old, ok := h.links[ch.Link.Index]
+		if !ok {
+			bad("the link was not known")
+		}
+		if len(ch.Changed) == 0 {
+			bad("no field changed")
+		}
+		c.fieldsDiffer(what, ch.Changed, "name", old.Name != ch.Link.Name)
+		c.fieldsDiffer(what, ch.Changed, "mtu", old.MTU != ch.Link.MTU)
+		c.fieldsDiffer(what, ch.Changed, "master", old.Master != ch.Link.Master)
+		c.fieldsDiffer(what, ch.Changed, "enabled", old.Enabled() != ch.Link.Enabled())
+		h.links[ch.Link.Index] = ch.Link
 	case mirror.LinkRemoved:
-		delete(s.links, float64(ch.Link.Index))
+		if old, ok := h.links[ch.Link.Index]; !ok {
+			bad("the link was not known")
+		} else if !reflect.DeepEqual(old, ch.Link) {
+			bad(fmt.Sprintf("the last state told was %+v", old))
+		}
+		delete(h.links, ch.Link.Index)
 	case mirror.AddrAdded:
-		s.addrs[fmt.Sprintf("%d %s", ch.Addr.Index, ch.Addr.ID())] = true
+		k := mirror.AddrKey{Index: ch.Addr.Index, ID: ch.Addr.ID()}
+		if _, ok := h.addrs[k]; ok {
+			bad("the address was known")
+		}
+		h.addrs[k] = ch.Addr
+	case mirror.AddrChanged:
+		k := mirror.AddrKey{Index: ch.Addr.Index, ID: ch.Addr.ID()}
+		old, ok := h.addrs[k]
+		if !ok {
+			bad("the address was not known")
+		}
+		if len(ch.Changed) == 0 {
+			bad("no field changed")
+		}
+		c.fieldsDiffer(what, ch.Changed, "ifname", old.Ifname != ch.Addr.Ifname)
+		c.fieldsDiffer(what, ch.Changed, "flags", old.Flags != ch.Addr.Flags)
+		h.addrs[k] = ch.Addr
 	case mirror.AddrRemoved:
-		delete(s.addrs, fmt.Sprintf("%d %s", ch.Addr.Index, ch.Addr.ID()))
+		k := mirror.AddrKey{Index: ch.Addr.Index, ID: ch.Addr.ID()}
+		if old, ok := h.addrs[k]; !ok {
+			bad("the address was not known")
+		} else if !reflect.DeepEqual(old, ch.Addr) {
+			bad(fmt.Sprintf("the last state told was %+v", old))
+		}
+		delete(h.addrs, k)
 	case mirror.HostAppeared:
+		if h.present {
+			bad("the host was present")
+		}
+		h.present = true
 		c.gone[ch.Host] = false
 	case mirror.HostGone:
+		if !h.present {
+			bad("the host was not present")
+		}
+		h.present = false
 		c.gone[ch.Host] = true
+	default:
+		bad("unknown change")
 	}
 }
 
-func (c *changeLog) state(host string) state {
+// told returns whether the callback's view of host holds exactly the
+// links and addresses of h, every field, and says how it differs if not.
+func (c *changeLog) told(host string, h mirror.Host) (bool, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := state{links: map[float64]string{}, addrs: map[string]bool{}}
-	if h := c.hosts[host]; h != nil {
-		for k, v := range h.links {
-			s.links[k] = v
-		}
-		for k := range h.addrs {
-			s.addrs[k] = true
-		}
+	th := c.hosts[host]
+	if th == nil {
+		th = &toldHost{}
 	}
-	return s
+	links := reflect.DeepEqual(th.links, h.Links) || len(th.links) == 0 && len(h.Links) == 0
+	addrs := reflect.DeepEqual(th.addrs, h.Addrs) || len(th.addrs) == 0 && len(h.Addrs) == 0
+	if links && addrs {
+		return true, ""
+	}
+	return false, hostView(th.links, th.addrs).String()
+}
+
+// count returns how many changes of type typ (such as
+// "mirror.HostAppeared") were delivered.
+func (c *changeLog) count(typ string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[typ]
 }
 
 // startMirror runs a Mirror on its own connection until the test ends.
@@ -96,7 +247,7 @@ func startMirror(t *testing.T, url string, opts ...mirror.Option) (*mirror.Mirro
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	changes := newChangeLog()
+	changes := newChangeLog(t)
 	m, err := mirror.New(nc, append([]mirror.Option{mirror.WithChanges(changes.apply), mirror.WithLogger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -109,22 +260,32 @@ func startMirror(t *testing.T, url string, opts ...mirror.Option) (*mirror.Mirro
 	return m, changes
 }
 
-// waitMirror waits until the Mirror's state of host, and the state its
-// changes add up to, equal the kernel's, and returns how long that took.
+// waitMirror waits until the Mirror's state of host equals the kernel's,
+// the host is synced, and the changes delivered add up to the Mirror's
+// state, field for field; it returns how long that took.
 func waitMirror(t *testing.T, ns *nstest.NS, m *mirror.Mirror, changes *changeLog, host string, timeout time.Duration) time.Duration {
+	t.Helper()
+	return waitMirrorView(t, func() view { return kernelView(t, ns) }, m, changes, host, timeout)
+}
+
+// waitMirrorView is waitMirror against the view that want returns.
+func waitMirrorView(t *testing.T, want func() view, m *mirror.Mirror, changes *changeLog, host string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		want := kernelState(t, ns)
+		w := want()
 		h, _ := m.Host(host)
-		got := mirrorState(h)
-		told := changes.state(host)
-		if got.equal(want) && told.equal(want) && h.Synced {
+		got := hostView(h.Links, h.Addrs)
+		told, toldView := changes.told(host, h)
+		if got.equal(w) && told && h.Synced {
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			t.Fatalf("the mirror of %s did not converge within %v (synced %v)\n  mirror %v %v\ncallback %v %v\n  kernel %v %v",
-				host, timeout, h.Synced, got.links, got.addrs, told.links, told.addrs, want.links, want.addrs)
+			if told {
+				toldView = "the same as the mirror"
+			}
+			t.Fatalf("the mirror of %s did not converge within %v (synced %v)\n  mirror:%v\ncallback:%v\n  kernel:%v",
+				host, timeout, h.Synced, got, toldView, w)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -223,73 +384,82 @@ func waitStartup(t *testing.T, srv interface{ ClientURL() string }, host string)
 	}
 }
 
-// TestIntegrationMirrorStorm: a Mirror started while hundreds of veth
-// pairs come and go holds the kernel's state once the storm is over.
+// TestIntegrationMirrorStorm: in both modes, a Mirror started while
+// hundreds of veth pairs come and go holds the kernel's state once the
+// storm is over, with no help from the application.
 func TestIntegrationMirrorStorm(t *testing.T) {
-	ns := nstest.New(t)
-	srv := startServer(t)
-	cfg := testConfig("mstorm", ns, srv.ClientURL())
-	cfg.KV.Bucket = ""
-	runBridge(t, context.Background(), cfg)
-	waitStartup(t, srv, "mstorm")
+	forModes(t, func(t *testing.T, md mirrorMode) {
+		ns := nstest.New(t)
+		srv := md.server(t)
+		host := "storm-" + md.name
+		runBridge(t, context.Background(), md.config(host, ns, srv.ClientURL()))
+		waitStartup(t, srv, host)
 
-	done := make(chan error, 1)
-	go func() {
-		var batch strings.Builder
-		for i := range 300 {
-			fmt.Fprintf(&batch, "link add st%d type veth peer name su%d\n", i, i)
-			if i%3 == 0 {
-				fmt.Fprintf(&batch, "addr add 10.%d.%d.1/24 dev st%d\n", i/256, i%256, i)
+		done := make(chan error, 1)
+		go func() {
+			var batch strings.Builder
+			for i := range 400 {
+				fmt.Fprintf(&batch, "link add st%d type veth peer name su%d\n", i, i)
+				if i%3 == 0 {
+					fmt.Fprintf(&batch, "addr add 10.%d.%d.1/24 dev st%d\n", i/256, i%256, i)
+				}
 			}
+			for i := range 200 {
+				fmt.Fprintf(&batch, "link del st%d\n", 2*i)
+			}
+			_, err := ns.Command("ip", strings.NewReader(batch.String()), "-batch", "-")
+			done <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // in the middle of it
+		m, changes := startMirror(t, srv.ClientURL())
+		select {
+		case err := <-done:
+			t.Fatalf("the storm was over before the mirror started (%v): nothing was tested", err)
+		default:
 		}
-		for i := range 150 {
-			fmt.Fprintf(&batch, "link del st%d\n", 2*i)
+		if m.FromBucket() != md.bucket {
+			t.Fatalf("the mirror reads the bucket: %v, want %v", m.FromBucket(), md.bucket)
 		}
-		_, err := ns.Command("ip", strings.NewReader(batch.String()), "-batch", "-")
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // in the middle of it
-	m, changes := startMirror(t, srv.ClientURL())
-	select {
-	case err := <-done:
-		t.Fatalf("the storm was over before the mirror started (%v): nothing was tested", err)
-	default:
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	took := waitMirror(t, ns, m, changes, "mstorm", 20*time.Second)
-	t.Logf("converged %v after the storm", took)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		took := waitMirror(t, ns, m, changes, host, 20*time.Second)
+		t.Logf("converged %v after the storm", took)
+	})
 }
 
-// TestIntegrationMirrorOutage: nlbridge's connection is silently broken
-// while links and addresses change; once it reconnects and repairs, the
-// Mirror (whose own connection never broke) holds the kernel's state.
+// TestIntegrationMirrorOutage: in both modes, nlbridge's connection is
+// silently broken while links and addresses change; once it reconnects and
+// repairs, the Mirror (whose own connection never broke) holds the
+// kernel's state.
 func TestIntegrationMirrorOutage(t *testing.T) {
-	ns := nstest.New(t)
-	v0, _ := ns.AddVeth(t, "p0", "p1")
-	ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
-	gone, _ := ns.AddVeth(t, "p2", "p3")
-	srv := startServer(t)
-	proxy := proxytest.New(t, srv.Addr().String())
-	cfg := testConfig("moutage", ns, "nats://"+proxy.Addr())
-	cfg.KV.Bucket = ""
-	runBridge(t, context.Background(), cfg)
-	waitStartup(t, srv, "moutage")
-	m, changes := startMirror(t, srv.ClientURL())
-	waitMirror(t, ns, m, changes, "moutage", 10*time.Second)
-	time.Sleep(500 * time.Millisecond) // let the server confirm what it has
+	forModes(t, func(t *testing.T, md mirrorMode) {
+		ns := nstest.New(t)
+		v0, _ := ns.AddVeth(t, "p0", "p1")
+		ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+		gone, _ := ns.AddVeth(t, "p2", "p3")
+		srv := md.server(t)
+		proxy := proxytest.New(t, srv.Addr().String())
+		host := "outage-" + md.name
+		runBridge(t, context.Background(), md.config(host, ns, "nats://"+proxy.Addr()))
+		m, changes := md.mirror(t, srv.ClientURL())
+		waitMirror(t, ns, m, changes, host, 10*time.Second)
+		time.Sleep(500 * time.Millisecond) // let the server confirm what it has
 
-	proxy.Blackhole()
-	for mtu := uint32(1400); mtu < 1410; mtu++ {
-		ns.SetMTU(t, v0, mtu)
-	}
-	ns.AddAddr(t, v0, netip.MustParsePrefix("198.51.100.1/24"))
-	ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
-	ns.AddVeth(t, "p4", "p5")
-	ns.DelLink(t, gone)
-	took := waitMirror(t, ns, m, changes, "moutage", 25*time.Second)
-	t.Logf("converged %v after the partition", took)
+		proxy.Blackhole()
+		for mtu := uint32(1400); mtu < 1410; mtu++ {
+			ns.SetMTU(t, v0, mtu)
+		}
+		ns.AddAddr(t, v0, netip.MustParsePrefix("198.51.100.1/24"))
+		ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+		ns.AddVeth(t, "p4", "p5")
+		ns.DelLink(t, gone)
+		took := waitMirror(t, ns, m, changes, host, 25*time.Second)
+		t.Logf("converged %v after the partition", took)
+		if proxy.Accepted() < 2 {
+			t.Errorf("nlbridge connected %d times through the proxy: it never reconnected, and the test tested nothing", proxy.Accepted())
+		}
+	})
 }
 
 // TestIntegrationMirrorBucket: two bridges (JSON and CBOR) on two
