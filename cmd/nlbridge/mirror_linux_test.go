@@ -438,6 +438,7 @@ func TestIntegrationMirrorOutage(t *testing.T) {
 		v0, _ := ns.AddVeth(t, "p0", "p1")
 		ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
 		gone, _ := ns.AddVeth(t, "p2", "p3")
+		ns.AddAddr(t, gone, netip.MustParsePrefix("203.0.113.1/24"))
 		srv := md.server(t)
 		proxy := proxytest.New(t, srv.Addr().String())
 		host := "outage-" + md.name

@@ -194,6 +194,7 @@ func addrsOf(h mirror.Host, index uint32) []string {
 // own, with a 64 KiB socket buffer) is stopped with SIGSTOP while a
 // thousand links and two thousand addresses come and go, and its socket
 // overflows; resumed, it resyncs, and the Mirror holds the kernel's state.
+// So does a Mirror started while nlbridge was stopped.
 func TestIntegrationMirrorOverflow(t *testing.T) {
 	forModes(t, func(t *testing.T, md mirrorMode) {
 		ns := nstest.New(t)
@@ -218,10 +219,18 @@ func TestIntegrationMirrorOverflow(t *testing.T) {
 		ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
 		ns.AddAddr(t, v0, netip.MustParsePrefix("198.51.100.1/24"))
 		ns.DelLink(t, gone)
+		// A second Mirror starts in the middle of it, while nlbridge
+		// cannot answer its dump request.
+		late, lateChanges := startMirror(t, srv.ClientURL())
+		if late.FromBucket() != md.bucket {
+			t.Fatalf("the late mirror reads the bucket: %v, want %v", late.FromBucket(), md.bucket)
+		}
 		c.signal(t, syscall.SIGCONT)
 
 		took := waitMirror(t, ns, m, changes, host, 30*time.Second)
 		t.Logf("converged %v after SIGCONT", took)
+		took = waitMirror(t, ns, late, lateChanges, host, 15*time.Second)
+		t.Logf("the late mirror converged %v later", took)
 		if log := c.stderr.String(); !strings.Contains(log, "netlink overflow") {
 			t.Errorf("no overflow in nlbridge's log: the test tested nothing\n%s", log)
 		}
