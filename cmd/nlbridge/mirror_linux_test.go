@@ -239,10 +239,13 @@ func (c *changeLog) count(typ string) int {
 	return c.seen[typ]
 }
 
-// startMirror runs a Mirror on its own connection until the test ends.
+// startMirror runs a Mirror on its own connection until the test ends. The
+// connection pings every second, so that it finds a silent break within
+// seconds.
 func startMirror(t *testing.T, url string, opts ...mirror.Option) (*mirror.Mirror, *changeLog) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/internal/nstest"
+	"github.com/nlbridge/nlbridge/internal/proxytest"
 	"github.com/nlbridge/nlbridge/mirror"
 )
 
@@ -286,6 +287,40 @@ func TestIntegrationMirrorRestart(t *testing.T) {
 			if n := changes.count("mirror.HostAppeared"); n != 2 {
 				t.Errorf("the callback was told %d times that the host appeared, want 2 (start and restart)", n)
 			}
+		}
+	})
+}
+
+// TestIntegrationMirrorOwnOutage: in both modes, the Mirror's own
+// connection is silently broken while links and addresses change; once
+// it has found out and reconnected, it holds the kernel's state: from the
+// bucket, by the watcher resuming where it stopped; from the stream, by
+// asking every host for a dump.
+func TestIntegrationMirrorOwnOutage(t *testing.T) {
+	forModes(t, func(t *testing.T, md mirrorMode) {
+		ns := nstest.New(t)
+		v0, _ := ns.AddVeth(t, "q0", "q1")
+		ns.AddAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+		gone, _ := ns.AddVeth(t, "q2", "q3")
+		ns.AddAddr(t, gone, netip.MustParsePrefix("203.0.113.1/24"))
+		srv := md.server(t)
+		proxy := proxytest.New(t, srv.Addr().String())
+		host := "own-" + md.name
+		runBridge(t, context.Background(), md.config(host, ns, srv.ClientURL()))
+		m, changes := md.mirror(t, "nats://"+proxy.Addr())
+		waitMirror(t, ns, m, changes, host, 10*time.Second)
+		accepted := proxy.Accepted()
+
+		proxy.Blackhole()
+		ns.SetMTU(t, v0, 1400)
+		ns.AddAddr(t, v0, netip.MustParsePrefix("198.51.100.1/24"))
+		ns.DelAddr(t, v0, netip.MustParsePrefix("192.0.2.1/24"))
+		ns.AddVeth(t, "q4", "q5")
+		ns.DelLink(t, gone)
+		took := waitMirror(t, ns, m, changes, host, 20*time.Second)
+		t.Logf("converged %v after the partition", took)
+		if proxy.Accepted() == accepted {
+			t.Error("the mirror never reconnected through the proxy, and the test tested nothing")
 		}
 	})
 }
