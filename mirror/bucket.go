@@ -114,9 +114,7 @@ func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, c
 		}
 		delete(h.keys.key, obj)
 		if obj.kind == kindLink {
-			// Its addresses' keys are deleted one by one too; what is
-			// left of them goes with the link, as a DELLINK says.
-			m.removeLink(h, obj.index)
+			m.removeKeyedLink(h, obj.index, key)
 		} else {
 			m.removeAddr(h, AddrKey{obj.index, obj.id})
 		}
@@ -147,13 +145,39 @@ func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, c
 		// another index): the one it held is gone.
 		delete(h.keys.key, prev)
 		if prev.kind == kindLink {
-			m.removeLink(h, prev.index)
+			m.removeKeyedLink(h, prev.index, key)
 		} else {
 			m.removeAddr(h, AddrKey{prev.index, prev.id})
 		}
 	}
 	h.keys.obj[key] = obj
 	h.keys.key[obj] = key
+}
+
+// removeKeyedLink removes the link that the link key key held, and the
+// link's addresses filed under that key's name: their keys are deleted
+// one by one too, and what is left of them goes with the link, as a
+// DELLINK says. The link's addresses filed under another name stay: a
+// rename (or a new link taking the index) wrote them there, and the
+// link's new key is yet to come, since the bucket orders the writes of
+// each key but not those of different keys. Callers hold mu.
+func (m *Mirror) removeKeyedLink(h *host, index uint32, key string) {
+	tok, rest, _ := strings.Cut(key, ".")
+	prefix := tok + ".addr." + strings.TrimPrefix(rest, "link.") + "."
+	if _, ok := h.links[index]; ok {
+		delete(h.links, index)
+		m.mark(dirtyKey{host: h.name, kind: kindLink, index: index})
+	}
+	for k := range h.addrs {
+		if k.Index != index {
+			continue
+		}
+		obj := dirtyKey{kind: kindAddr, index: k.Index, id: k.ID}
+		if ak, ok := h.keys.key[obj]; ok && !strings.HasPrefix(ak, prefix) {
+			continue
+		}
+		m.removeAddr(h, k)
+	}
 }
 
 // contentType tells the encodings of a bucket value apart: a JSON event
