@@ -167,10 +167,17 @@ func TestIntegrationMirrorKernelTraps(t *testing.T) {
 		}
 		ns.SetUp(t, b0, false)
 
-		// The rename changes the interface name of a0's addresses too.
-		ns.Rename(t, a0, "wan.0")
-		ns.AddAddr(t, a0, netip.MustParsePrefix("203.0.113.1/24"))
-		step("rename")
+		// A rename changes the interface name of the link's addresses
+		// too, and moves all their keys in the bucket, whose writes
+		// (deletions of the old keys, values of the new ones) reach the
+		// Mirror in any order but each key's own.
+		for i := range 8 {
+			ns.AddAddr(t, a0, netip.MustParsePrefix(fmt.Sprintf("203.0.113.%d/24", i+1)))
+		}
+		for _, name := range []string{"wan.0", "lan.0", "wan.1", "lan.1", "wan.2", "lan.2", "wan.3", "wan.0"} {
+			ns.Rename(t, a0, name)
+			step("rename to " + name)
+		}
 
 		ns.SetMaster(t, a1, br)
 		ns.MoveTo(t, a0, other) // takes its addresses out of the namespace
