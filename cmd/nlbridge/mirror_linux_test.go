@@ -401,13 +401,13 @@ func TestIntegrationMirrorStorm(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			var batch strings.Builder
-			for i := range 400 {
+			for i := range 300 {
 				fmt.Fprintf(&batch, "link add st%d type veth peer name su%d\n", i, i)
 				if i%3 == 0 {
 					fmt.Fprintf(&batch, "addr add 10.%d.%d.1/24 dev st%d\n", i/256, i%256, i)
 				}
 			}
-			for i := range 200 {
+			for i := range 150 {
 				fmt.Fprintf(&batch, "link del st%d\n", 2*i)
 			}
 			_, err := ns.Command("ip", strings.NewReader(batch.String()), "-batch", "-")

@@ -199,9 +199,9 @@ func addrsOf(h mirror.Host, index uint32) []string {
 }
 
 // TestIntegrationMirrorOverflow: in both modes, nlbridge (a process of its
-// own, with a 64 KiB socket buffer) is stopped with SIGSTOP while a
-// thousand links and two thousand addresses come and go, and its socket
-// overflows; resumed, it resyncs, and the Mirror holds the kernel's state.
+// own, with a 64 KiB socket buffer) is stopped with SIGSTOP while
+// hundreds of links and addresses come and go, and its socket overflows;
+// resumed, it resyncs, and the Mirror holds the kernel's state.
 // So does a Mirror started while nlbridge was stopped.
 func TestIntegrationMirrorOverflow(t *testing.T) {
 	forModes(t, func(t *testing.T, md mirrorMode) {
@@ -216,9 +216,9 @@ func TestIntegrationMirrorOverflow(t *testing.T) {
 		waitMirror(t, ns, m, changes, host, 15*time.Second)
 
 		c.signal(t, syscall.SIGSTOP)
-		ns.AddVethPairs(t, "s", 500)
+		ns.AddVethPairs(t, "s", 200)
 		var del strings.Builder
-		for i := range 250 {
+		for i := range 100 {
 			fmt.Fprintf(&del, "link del sa%d\n", i)
 		}
 		if _, err := ns.Command("ip", strings.NewReader(del.String()), "-batch", "-"); err != nil {
