@@ -14,15 +14,17 @@ import (
 
 	"github.com/nlbridge/nlbridge/internal/nstest"
 	"github.com/nlbridge/nlbridge/mirror"
+	"github.com/nlbridge/nlbridge/sink"
 )
 
 // TestIntegrationMirrorHosts: three nlbridge processes, each watching a
 // namespace of its own with links of the same names and indexes, publish
 // to one server with a bucket. Two Mirrors of "mh-*", one reading the
-// bucket and one the stream, hold mh-a and mh-b each as its own kernel
-// has it, and not the third host. mh-a's nlbridge is killed with SIGKILL:
-// the bucket Mirror marks it gone when its presence expires (3 s TTL) and
-// tells the callback; both keep its last state, while mh-b goes on
+// bucket and one the stream, hold mh-a and mh-b.lab (whose name is
+// escaped in subjects and keys) each as its own kernel has it, and not
+// the third host. mh-a's nlbridge is killed with SIGKILL: the bucket
+// Mirror marks it gone when its presence expires (3 s TTL) and tells the
+// callback; both keep its last state, while mh-b.lab goes on
 // changing and being followed. Restarted, mh-a is back in both, with what
 // changed in its namespace meanwhile.
 func TestIntegrationMirrorHosts(t *testing.T) {
@@ -30,10 +32,10 @@ func TestIntegrationMirrorHosts(t *testing.T) {
 	srv := jetStreamServer(t, 0, t.TempDir())
 	url := srv.ClientURL()
 	conf := func(host string, ns *nstest.NS) string {
-		return fmt.Sprintf("host: %s\nnetlink:\n  netns: %s\nnats:\n  servers: [%s]\nkv:\n  presence_ttl: %v\n",
+		return fmt.Sprintf("host: %s\nnetlink:\n  netns: %s\nnats:\n  servers: [%s]\ndump:\n  min_interval: 100ms\nkv:\n  presence_ttl: %v\n",
 			host, ns.Path, url, ttl)
 	}
-	hosts := []string{"mh-a", "mh-b", "other"}
+	hosts := []string{"mh-a", "mh-b.lab", "other"}
 	nss := map[string]*nstest.NS{}
 	procs := map[string]*child{}
 	for i, host := range hosts {
@@ -50,7 +52,7 @@ func TestIntegrationMirrorHosts(t *testing.T) {
 	// stream Mirror's fleet-wide dump request reaches every nlbridge.
 	kv := kvBucket(t, url)
 	for _, host := range hosts {
-		waitKey(t, kv, host+".presence", 10*time.Second)
+		waitKey(t, kv, sink.EscapeToken(host)+".presence", 10*time.Second)
 	}
 	type mirrorOf struct {
 		name    string
@@ -84,7 +86,7 @@ func TestIntegrationMirrorHosts(t *testing.T) {
 	// Its namespace changes after its death: nobody tells the mirrors.
 	ip(t, nss["mh-a"], "link", "del", "h0")
 	ip(t, nss["mh-a"], "link", "add", "z0", "type", "veth", "peer", "name", "z1")
-	churn(t, nss["mh-b"], "c")
+	churn(t, nss["mh-b.lab"], "c")
 
 	bucket := mirrors[0]
 	waitGone(t, bucket.m, bucket.changes, "mh-a", ttl+5*time.Second)
@@ -93,22 +95,22 @@ func TestIntegrationMirrorHosts(t *testing.T) {
 	}
 	for _, mo := range mirrors {
 		waitMirrorView(t, func() view { return last }, mo.m, mo.changes, "mh-a", time.Second)
-		waitMirror(t, nss["mh-b"], mo.m, mo.changes, "mh-b", 10*time.Second)
-		if h, _ := mo.m.Host("mh-b"); h.Gone {
-			t.Errorf("%s: mh-b is gone too", mo.name)
+		waitMirror(t, nss["mh-b.lab"], mo.m, mo.changes, "mh-b.lab", 10*time.Second)
+		if h, _ := mo.m.Host("mh-b.lab"); h.Gone {
+			t.Errorf("%s: mh-b.lab is gone too", mo.name)
 		}
 	}
 
 	procs["mh-a"] = startChild(t, conf("mh-a", nss["mh-a"]), nil)
 	for _, mo := range mirrors {
-		took := waitMirror(t, nss["mh-a"], mo.m, mo.changes, "mh-a", 15*time.Second)
+		took := waitMirror(t, nss["mh-a"], mo.m, mo.changes, "mh-a", 20*time.Second)
 		t.Logf("%s: mh-a converged %v after its restart", mo.name, took)
 	}
 	if h, _ := bucket.m.Host("mh-a"); h.Gone {
 		t.Error("mh-a is still gone after its restart")
 	}
 	if n := bucket.changes.count("mirror.HostAppeared"); n != 3 {
-		t.Errorf("the callback was told of %d hosts appearing, want 3: mh-a, mh-b, and mh-a again", n)
+		t.Errorf("the callback was told of %d hosts appearing, want 3: mh-a, mh-b.lab, and mh-a again", n)
 	}
 }
 
