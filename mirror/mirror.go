@@ -128,6 +128,11 @@ type Host struct {
 	// Gone is true once the host's presence expired or was deleted (bucket
 	// mode), or before any presence was seen. Its last state is kept.
 	Gone bool
+	// GoneSince is when the host's presence expired or was deleted, as
+	// the bucket dates the deletion marker (bucket mode), also when that
+	// happened before the Mirror started. It is zero while the host is
+	// present, and when no deletion of its presence was seen.
+	GoneSince time.Time
 	// Synced is true when the state is complete: the bucket's initial view
 	// has been read, or a dump has repaired the host and no message was
 	// missed since.
@@ -327,6 +332,7 @@ type host struct {
 	version  string
 	started  time.Time
 	lastSeen time.Time
+	gone     time.Time // when the presence was deleted, zero while present
 	synced   bool
 
 	repair *repairState // stream mode
@@ -340,7 +346,7 @@ func newHost(name string) *host {
 func (h *host) copy() Host {
 	c := Host{
 		Name: h.name, Boot: h.boot, Version: h.version, Started: h.started, LastSeen: h.lastSeen,
-		Gone: !h.present, Synced: h.synced,
+		Gone: !h.present, GoneSince: h.gone, Synced: h.synced,
 		Links: make(map[uint32]event.Link, len(h.links)), Addrs: make(map[AddrKey]event.Addr, len(h.addrs)),
 	}
 	for i, l := range h.links {
