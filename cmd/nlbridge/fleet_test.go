@@ -53,9 +53,9 @@ func TestFleetFlagErrors(t *testing.T) {
 // $NATS_URL; with neither, the embedded server's address.
 func TestFleetResolve(t *testing.T) {
 	tests := []struct {
-		name                             string
-		env                              map[string]string
-		args                             []string
+		name                            string
+		env                             map[string]string
+		args                            []string
 		server, prefix, control, bucket string
 	}{
 		{"defaults", nil, nil, "nats://127.0.0.1:4222", "netlink", "nlbridge", "netlink"},
