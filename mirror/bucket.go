@@ -130,6 +130,11 @@ func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, c
 		m.log.Debug("bad value skipped", "key", key, "error", err)
 		return
 	}
+	if h.boot == "" {
+		// No presence seen (it may be gone before the Mirror started):
+		// the values name the run whose state they are.
+		h.boot = ev.Boot
+	}
 	var obj dirtyKey
 	switch {
 	case ev.Type == event.NewLink && strings.HasPrefix(rest, "link."):

@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nlbridge/nlbridge/encode"
+	"github.com/nlbridge/nlbridge/event"
 )
 
 // TestGoneSince: a host's presence key deleted or purged (a clean stop, or
@@ -50,5 +53,38 @@ func TestGoneSince(t *testing.T) {
 	m.mu.Unlock()
 	if h, _ := m.Host("old"); !h.Gone || !h.GoneSince.Equal(up) {
 		t.Errorf("host old: gone %v since %v, want true since %v", h.Gone, h.GoneSince, up)
+	}
+}
+
+// TestBootFromValues: a host whose presence the Mirror never saw takes
+// its boot from its values; a presence, when there is one, decides.
+func TestBootFromValues(t *testing.T) {
+	m := newMirror(options{})
+	value := func(boot string) []byte {
+		ev := event.Event{Type: event.NewLink, Host: "h", Boot: boot, Seq: 1, Link: link(2, "eth0", 1500)}
+		b, err := encode.JSON{}.Append(nil, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	steps := []struct {
+		key   string
+		value []byte
+		op    jetstream.KeyValueOp
+		want  string
+	}{
+		{"h.presence", nil, jetstream.KeyValueDelete, ""},
+		{"h.link.eth0", value("b0"), jetstream.KeyValuePut, "b0"},
+		{"h.presence", []byte(`{"host":"h","boot":"b1","version":"1.0.0","started":"2026-12-02T05:59:00Z","seq":3}`), jetstream.KeyValuePut, "b1"},
+		{"h.link.eth0", value("b0"), jetstream.KeyValuePut, "b1"},
+	}
+	for i, s := range steps {
+		m.mu.Lock()
+		m.applyEntry(s.key, s.value, s.op, time.Now())
+		m.mu.Unlock()
+		if h, _ := m.Host("h"); h.Boot != s.want {
+			t.Errorf("step %d (%s %v): boot %q, want %q", i, s.key, s.op, h.Boot, s.want)
+		}
 	}
 }

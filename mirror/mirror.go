@@ -117,7 +117,9 @@ type AddrKey struct {
 // Host is the state of one host as the Mirror holds it.
 type Host struct {
 	Name string
-	// Boot is the id of the nlbridge run whose state this is.
+	// Boot is the id of the nlbridge run whose state this is: from the
+	// presence key, or, in bucket mode when no presence was seen (a host
+	// gone before the Mirror started), from the first value read.
 	Boot string
 	// Version, Started and LastSeen come from the host's presence key
 	// (bucket mode only): nlbridge's version, when it started, and when
