@@ -248,10 +248,29 @@ func (f *fleet) noBucket() string {
 
 // showCmd runs "nlbridge show": the fleet's interfaces, one line each.
 func showCmd(args []string, stdout, stderr io.Writer) int {
+	var o fleetOptions
+	fs := newShowFlags(&o, stderr)
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if err := o.resolve(fs); err != nil {
+		fmt.Fprintf(stderr, "nlbridge show: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := show(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "nlbridge show: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// newShowFlags returns the flags of "nlbridge show", which set o.
+func newShowFlags(o *fleetOptions, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("nlbridge show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o fleetOptions
-	addFleetFlags(fs, &o)
+	addFleetFlags(fs, o)
 	fs.StringVar(&o.iface, "interface", "", "only the interfaces whose names match this `glob`")
 	fs.BoolVar(&o.watch, "watch", false, "keep the view on screen and redraw it as changes arrive, until interrupted")
 	fs.Usage = func() {
@@ -270,20 +289,7 @@ func showCmd(args []string, stdout, stderr io.Writer) int {
 			"--timeout, or no host.\n\n")
 		fs.PrintDefaults()
 	}
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	if err := o.resolve(fs); err != nil {
-		fmt.Fprintf(stderr, "nlbridge show: %v\n", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := show(ctx, o, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "nlbridge show: %v\n", err)
-		return 1
-	}
-	return 0
+	return fs
 }
 
 // redrawInterval is the least time between two redraws of show --watch.
