@@ -158,7 +158,8 @@ func openFleet(ctx context.Context, o fleetOptions, name string, stderr io.Write
 		if r = <-started; r.err == nil {
 			r.m.Close()
 		}
-		return nil, fmt.Errorf("no answer within %v from the server at %s to opening the state bucket %s", o.timeout, config.RedactURL(nc.ConnectedUrl()), o.bucket)
+		return nil, fmt.Errorf("the server at %s did not answer within %v (opening the state bucket %s, or subscribing)",
+			config.RedactURL(o.server), o.timeout, o.bucket)
 	case <-ctx.Done():
 		nc.Close()
 		if r = <-started; r.err == nil {
@@ -216,13 +217,19 @@ func (f *fleet) firstView(ctx context.Context) (map[string]mirror.Host, error) {
 				f.o.bucket, config.RedactURL(f.nc.ConnectedUrl()), f.o.timeout)
 		}
 		var late []string
-		for name, h := range f.m.Snapshot() {
+		snap := f.m.Snapshot()
+		for name, h := range snap {
 			if !h.Synced {
 				late = append(late, quoted(name))
 			}
 		}
-		if len(late) == 0 {
+		switch {
+		case len(late) == 0 && len(snap) == 0:
 			return nil, fmt.Errorf("no bridge answered the dump request on %s.dump within %v%s", f.o.control, f.o.timeout, f.noBucket())
+		case len(late) == 0:
+			// The Mirror waits a while for every host's reply.
+			return nil, fmt.Errorf("no complete view within %v: replies to the dump request on %s.dump were still awaited; try a longer --timeout",
+				f.o.timeout, f.o.control)
 		}
 		slices.Sort(late)
 		return nil, fmt.Errorf("no complete view within %v: no complete dump from %s (asked on %s.<host>.dump)",
