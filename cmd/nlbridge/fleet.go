@@ -110,13 +110,18 @@ type fleet struct {
 	nc *nats.Conn
 	m  *mirror.Mirror
 	o  fleetOptions
+	// deadline is when the first view must be complete: o.timeout after
+	// openFleet began.
+	deadline time.Time
 }
 
 // openFleet connects and starts a Mirror, in at most o.timeout: a server
 // that accepts the connection but never answers cannot hold it longer.
+// The first view (firstView) must be complete within the same time.
 // onChange, when not nil, is called after changes (see
 // mirror.WithChanges).
 func openFleet(ctx context.Context, o fleetOptions, name string, stderr io.Writer, onChange func(mirror.Change)) (*fleet, error) {
+	deadline := time.Now().Add(o.timeout)
 	errw := &lockedWriter{w: stderr} // the NATS client reports from its own goroutine
 	opts := append([]nats.Option{nats.Name(name), nats.Timeout(min(o.timeout, 2*time.Second))}, o.secure...)
 	if o.watch {
@@ -148,7 +153,7 @@ func openFleet(ctx context.Context, o fleetOptions, name string, stderr io.Write
 		m, err := mirror.New(nc, mopts...)
 		started <- result{m, err}
 	}()
-	timer := time.NewTimer(o.timeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	var r result
 	select {
@@ -171,7 +176,7 @@ func openFleet(ctx context.Context, o fleetOptions, name string, stderr io.Write
 		nc.Close()
 		return nil, r.err
 	}
-	return &fleet{nc: nc, m: r.m, o: o}, nil
+	return &fleet{nc: nc, m: r.m, o: o, deadline: deadline}, nil
 }
 
 // Close stops the Mirror and closes the connection.
@@ -202,10 +207,10 @@ func (f *fleet) matching() string {
 }
 
 // firstView waits for the Mirror's first complete view and returns it. It
-// fails, naming what did not answer, when the view is not complete within
-// o.timeout, or holds no host.
+// fails, naming what did not answer, when the view is not complete by the
+// deadline, or holds no host.
 func (f *fleet) firstView(ctx context.Context) (map[string]mirror.Host, error) {
-	timer := time.NewTimer(f.o.timeout)
+	timer := time.NewTimer(time.Until(f.deadline))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():

@@ -265,6 +265,7 @@ func TestIntegrationShowHostsDumps(t *testing.T) {
 	srv := startServer(t)
 	url := srv.ClientURL()
 	cfgA := testConfig("fa", fa.ns, url)
+	cfgA.KV.Bucket = "" // the server has no JetStream
 	cfgB := testConfig("fb", fb.ns, url)
 	cfgB.Encoding = config.EncodingCBOR
 	cfgB.KV.Bucket = ""
