@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -86,5 +87,45 @@ func TestBootFromValues(t *testing.T) {
 		if h, _ := m.Host("h"); h.Boot != s.want {
 			t.Errorf("step %d (%s %v): boot %q, want %q", i, s.key, s.op, h.Boot, s.want)
 		}
+	}
+}
+
+// TestCloseConsumerGone: Close succeeds when the server has removed the
+// bucket watcher's consumer already.
+func TestCloseConsumerGone(t *testing.T) {
+	s := runServer(t, true)
+	nc := connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "netlink"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.FromBucket() {
+		t.Fatal("the mirror does not read the bucket")
+	}
+	stream, err := js.Stream(ctx, "KV_netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for name := range stream.ConsumerNames(ctx).Name() {
+		if err := stream.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		deleted++
+	}
+	if deleted == 0 {
+		t.Fatal("the bucket's stream has no consumer to delete")
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

@@ -304,7 +304,11 @@ func (m *Mirror) Close() error {
 			}
 		}
 		if w != nil {
-			if err := w.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			// Stop deletes the watcher's consumer, which the server may
+			// have removed already (an ordered consumer that missed its
+			// heartbeats is replaced): that is no failure.
+			if err := w.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) &&
+				!errors.Is(err, nats.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				errs = append(errs, err)
 			}
 		}
