@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -127,5 +128,38 @@ func TestCloseConsumerGone(t *testing.T) {
 	}
 	if err := m.Close(); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestFleetWait: a Mirror of the stream is Ready once its fleet wait is
+// over, here with no host answering; a wait that is not positive is
+// refused.
+func TestFleetWait(t *testing.T) {
+	s := runServer(t, false)
+	nc := connect(t, s)
+	for _, tt := range []struct {
+		wait      time.Duration
+		readyAt1s bool
+	}{{200 * time.Millisecond, true}, {3 * time.Second, false}} {
+		m, err := New(nc, WithFleetWait(tt.wait))
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-m.Ready():
+			if !tt.readyAt1s {
+				t.Errorf("wait %v: ready within 1 s", tt.wait)
+			}
+		case <-time.After(time.Second):
+			if tt.readyAt1s {
+				t.Errorf("wait %v: not ready after 1 s", tt.wait)
+			}
+		}
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := New(nc, WithFleetWait(0)); !errors.Is(err, ErrConfig) {
+		t.Errorf("WithFleetWait(0): %v, want ErrConfig", err)
 	}
 }

@@ -75,6 +75,12 @@ func WithHosts(glob string) Option { return func(o *options) { o.hosts = glob } 
 // may call Snapshot and Host, but not Close.
 func WithChanges(f func(Change)) Option { return func(o *options) { o.onChange = f } }
 
+// WithFleetWait sets how long a Mirror that reads the event stream waits
+// for the replies to its fleet-wide dump request before its first view can
+// be Ready; hosts that answer later, or stay silent, are missed until
+// their first event. The default is 2 s.
+func WithFleetWait(d time.Duration) Option { return func(o *options) { o.fleetWait = d } }
+
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
@@ -89,6 +95,9 @@ func (o *options) valid() error {
 	}
 	if _, err := path.Match(o.hosts, ""); err != nil {
 		return fmt.Errorf("%w: hosts %q: %w", ErrConfig, o.hosts, err)
+	}
+	if o.fleetWait <= 0 {
+		return fmt.Errorf("%w: fleet wait %v is not positive", ErrConfig, o.fleetWait)
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ type fleetOptions struct {
 	hosts      string // glob of host names, "" for every host
 	iface      string // glob of interface names (show), "" for all
 	timeout    time.Duration
+	dumpWait   time.Duration // without a bucket: how long replies are awaited
 	json       bool
 	watch      bool
 	secure     []nats.Option // nats.auth and nats.tls of the configuration
@@ -50,6 +51,7 @@ func addFleetFlags(fs *flag.FlagSet, o *fleetOptions) {
 	fs.StringVar(&o.bucket, "bucket", "", "the state `bucket` to read; \"\" reads the event stream and asks every host for a dump (default: kv.bucket, netlink)")
 	fs.StringVar(&o.hosts, "host", "", "only the hosts whose names match this `glob` (path.Match syntax: web-*, db-0[1-3])")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the first complete view")
+	fs.DurationVar(&o.dumpWait, "dump-wait", 2*time.Second, "without a bucket: how long to wait for the hosts' replies to the dump request (each replies once its dump is published)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON document instead of a table")
 }
 
@@ -61,6 +63,9 @@ func (o *fleetOptions) resolve(fs *flag.FlagSet) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.timeout <= 0 {
 		return fmt.Errorf("--timeout %v: want a positive duration", o.timeout)
+	}
+	if o.dumpWait <= 0 {
+		return fmt.Errorf("--dump-wait %v: want a positive duration", o.dumpWait)
 	}
 	for _, g := range []struct{ flag, glob string }{{"host", o.hosts}, {"interface", o.iface}} {
 		if _, err := path.Match(g.glob, ""); err != nil {
@@ -140,7 +145,7 @@ func openFleet(ctx context.Context, o fleetOptions, name string, stderr io.Write
 		return nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURL(o.server), config.RedactError(err))
 	}
 	mopts := []mirror.Option{mirror.WithPrefix(o.prefix), mirror.WithControl(o.control),
-		mirror.WithBucket(o.bucket), mirror.WithHosts(o.hosts)}
+		mirror.WithBucket(o.bucket), mirror.WithHosts(o.hosts), mirror.WithFleetWait(o.dumpWait)}
 	if onChange != nil {
 		mopts = append(mopts, mirror.WithChanges(onChange))
 	}
@@ -232,9 +237,8 @@ func (f *fleet) firstView(ctx context.Context) (map[string]mirror.Host, error) {
 		case len(late) == 0 && len(snap) == 0:
 			return nil, fmt.Errorf("no bridge answered the dump request on %s.dump within %v%s", f.o.control, f.o.timeout, f.noBucket())
 		case len(late) == 0:
-			// The Mirror waits a while for every host's reply.
-			return nil, fmt.Errorf("no complete view within %v: replies to the dump request on %s.dump were still awaited; try a longer --timeout",
-				f.o.timeout, f.o.control)
+			return nil, fmt.Errorf("no complete view within %v: replies to the dump request on %s.dump were awaited for --dump-wait %v",
+				f.o.timeout, f.o.control, f.o.dumpWait)
 		}
 		slices.Sort(late)
 		return nil, fmt.Errorf("no complete view within %v: no complete dump from %s (asked on %s.<host>.dump)",

@@ -259,6 +259,10 @@ func TestIntegrationShowHostsDumps(t *testing.T) {
 	cfgB := testConfig("fb", fb.ns, url)
 	cfgB.Encoding = config.EncodingCBOR
 	cfgB.KV.Bucket = ""
+	// Each command asks for dumps: answer them at once, and wait long
+	// enough for the replies on a loaded machine.
+	cfgA.Dump.MinInterval, cfgB.Dump.MinInterval = 0, 0
+	wait := []string{"--dump-wait", "4s", "--timeout", "20s"}
 	runBridge(t, context.Background(), cfgA)
 	runBridge(t, context.Background(), cfgB)
 	waitStartup(t, srv, "fa")
@@ -267,18 +271,18 @@ func TestIntegrationShowHostsDumps(t *testing.T) {
 	source := "nlbridge show: from dump requests on nlbridge.dump (no state bucket netlink) on " + url + "\n"
 	want := "HOST  INTERFACE  STATE  MTU    MAC                ADDRESSES\n" +
 		strings.Join(append(fa.showLines(1, "fa    "), fb.showLines(2, "fb    ")...), "\n") + "\n"
-	checkRun(t, nil, want, source, "show", "--server", url)
+	checkRun(t, nil, want, source, append([]string{"show", "--server", url}, wait...)...)
 
 	wantJSON := fmt.Sprintf(`{"source":"dump","interfaces":[{"host":"fb","gone":false,"index":%d,"name":"e1","state":"down","mtu":9000,"mac":"02:00:00:00:02:01","addrs":["10.9.0.1 peer 10.9.0.2/32"]}]}`, fb.e1)
 	var compact bytes.Buffer
 	out := checkRun(t, func(string) string { return "" }, "", "nlbridge show: from dump requests on nlbridge.dump (no bucket asked for)",
-		"show", "--server", url, "--bucket", "", "--host", "fb", "--interface", "e1", "--json")
+		append([]string{"show", "--server", url, "--bucket", "", "--host", "fb", "--interface", "e1", "--json"}, wait...)...)
 	if err := json.Compact(&compact, []byte(out)); err != nil || compact.String() != wantJSON {
 		t.Errorf("show --json: %v\n%s\nwant\n%s", err, compact.String(), wantJSON)
 	}
 
 	boot := func(host string) string {
-		code, out, _ := nlbridge("request-dump", "--server", url, "--host", host, "--json")
+		code, out, _ := nlbridge("request-dump", "--server", url, "--host", host, "--json", "--timeout", "20s")
 		var r struct{ Boot string }
 		if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil {
 			t.Fatalf("request-dump %s: %d %v", host, code, err)
@@ -289,7 +293,7 @@ func TestIntegrationShowHostsDumps(t *testing.T) {
 		"fa    answered  -      " + boot("fa") + "  -        3      3\n" +
 		"fb    answered  -      " + boot("fb") + "  -        3      3\n"
 	checkRun(t, nil, want, "nlbridge hosts: from dump requests on nlbridge.dump (no state bucket netlink) on "+url+": the hosts that answered\n",
-		"hosts", "--server", url)
+		append([]string{"hosts", "--server", url}, wait...)...)
 }
 
 // TestIntegrationShowWatch: show --watch into a pipe prints a new table

@@ -31,6 +31,7 @@ func TestFleetFlagErrors(t *testing.T) {
 		{[]string{"hosts", "--host", `a\`}, `--host "a\\": syntax error in pattern`},
 		{[]string{"show", "--timeout", "0s"}, "--timeout 0s: want a positive duration"},
 		{[]string{"hosts", "--timeout", "-1s"}, "--timeout -1s: want a positive duration"},
+		{[]string{"show", "--dump-wait", "0s"}, "--dump-wait 0s: want a positive duration"},
 		{[]string{"show", "--bucket", "a.b"}, `--bucket "a.b" holds '.'`},
 		{[]string{"show", "--prefix", "net.*"}, `--prefix: "net.*" holds '*'`},
 		{[]string{"hosts", "--control", "a..b"}, `--control: "a..b" has an empty token`},
