@@ -534,11 +534,12 @@ func hostsCmd(args []string, stdout, stderr io.Writer) int {
 			"Prints every host the state bucket knows, one line each, sorted by name:\n\n"+
 			"  HOST    PRESENCE  SINCE                 BOOT              VERSION  LINKS  ADDRS\n"+
 			"  web-01  up        2026-12-02T06:00:00Z  5d64e52ef04fe2a7  0.1.0    3      4\n"+
-			"  web-02  gone      2026-12-02T06:10:31Z  9a1c0b7e22d4f310  0.1.0    3      2\n\n"+
+			"  web-02  gone      2026-12-02T06:10:31Z  9a1c0b7e22d4f310  -        3      2\n\n"+
 			"PRESENCE is up (since nlbridge started) or gone (since its presence expired or\n"+
-			"was deleted; the host's last state is kept). Without a bucket, the hosts are\n"+
-			"those that answered a dump request sent to every host, with PRESENCE\n"+
-			"\"answered\" and no version. --json prints one document, {\"source\",\"bucket\",\n"+
+			"was deleted; the host's last state is kept, its version only while this\n"+
+			"command saw the presence). Without a bucket, the hosts are those that\n"+
+			"answered a dump request sent to every host, with PRESENCE \"answered\" and\n"+
+			"no version. --json prints one document, {\"source\",\"bucket\",\n"+
 			"\"hosts\":[{\"host\",\"presence\",\"since\",\"last_seen\",\"boot\",\"version\",\"links\",\n"+
 			"\"addrs\"}]}. Exits 1 when there is no complete view within --timeout, or no\n"+
 			"host.\n\n")
