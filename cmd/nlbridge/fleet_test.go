@@ -67,6 +67,7 @@ func TestFleetResolve(t *testing.T) {
 		{"flags", map[string]string{"NLBRIDGE_NATS_SERVERS": "nats://a:4222", "NLBRIDGE_KV_BUCKET": "state"},
 			[]string{"--server", "nats://c:4222", "--prefix", "p", "--control", "c", "--bucket", ""}, "nats://c:4222", "p", "c", ""},
 	}
+	unsetNLBridgeEnv(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("NATS_URL", "")
@@ -280,4 +281,29 @@ func startJetStream(t testing.TB) *server.Server {
 	s := natsserver.RunServer(&opts)
 	t.Cleanup(s.Shutdown)
 	return s
+}
+
+// TestFleetConfigAuth: nats.servers and nats.auth of the configuration
+// reach the server: with the token, hosts connects (and finds no host);
+// without it, the server refuses, and the error does not show the token.
+func TestFleetConfigAuth(t *testing.T) {
+	unsetNLBridgeEnv(t)
+	opts := natsserver.DefaultTestOptions
+	opts.Host, opts.Port, opts.Authorization = "127.0.0.1", server.RANDOM_PORT, "tok-s3cret"
+	srv := natsserver.RunServer(&opts)
+	t.Cleanup(srv.Shutdown)
+	t.Setenv("NLBRIDGE_NATS_SERVERS", srv.ClientURL())
+	for _, tt := range []struct {
+		token, want string
+	}{
+		{"tok-s3cret", "no host answered the dump request on nlbridge.dump, and there is no state bucket netlink"},
+		{"", "Authorization Violation"},
+	} {
+		t.Setenv("NLBRIDGE_NATS_AUTH_TOKEN", tt.token)
+		var stdout, stderr bytes.Buffer
+		code := realMain([]string{"hosts", "--dump-wait", "200ms"}, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), tt.want) || strings.Contains(stderr.String(), "s3cret") {
+			t.Errorf("token %q: exit %d, stderr %q; want 1 and %q", tt.token, code, stderr.String(), tt.want)
+		}
+	}
 }
