@@ -394,10 +394,10 @@ func TestIntegrationShowWatchTerminal(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	sock := fmt.Sprintf("nlbridge-show-%d", time.Now().UnixNano())
+	sock := filepath.Join(t.TempDir(), "tmux") // a server of the test's own, gone with the directory
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-L", sock}, args...)...).CombinedOutput()
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("tmux %v: %v: %s", args, err, out)
 		}
@@ -409,7 +409,7 @@ func TestIntegrationShowWatchTerminal(t *testing.T) {
 	status := filepath.Join(t.TempDir(), "status")
 	run("new-session", "-d", "-s", "show", "-x", "200", "-y", "50",
 		fmt.Sprintf("trap : INT; '%s' show --watch --server '%s' --host fa; echo $? > '%s'", bin, srv.ClientURL(), status))
-	t.Cleanup(func() { _ = exec.Command(tmux, "-L", sock, "kill-server").Run() })
+	t.Cleanup(func() { _ = exec.Command(tmux, "-S", sock, "kill-server").Run() })
 
 	title := regexp.MustCompile(`^nlbridge show: from the state bucket netlink on ` + regexp.QuoteMeta(srv.ClientURL()) + `, \d\d:\d\d:\d\d$`)
 	header := "HOST  INTERFACE  STATE  MTU    MAC                ADDRESSES"
