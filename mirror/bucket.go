@@ -87,6 +87,9 @@ func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, c
 	put := op == jetstream.KeyValuePut
 	if rest == "presence" {
 		if !put {
+			if h.gone.IsZero() {
+				h.gone = created // the first deletion marker's time
+			}
 			m.setPresent(h, false)
 			return
 		}
@@ -99,7 +102,7 @@ func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, c
 			h.boot = p.Boot
 			m.mark(dirtyKey{host: name})
 		}
-		h.version, h.started, h.lastSeen = p.Version, p.Started, created
+		h.version, h.started, h.lastSeen, h.gone = p.Version, p.Started, created, time.Time{}
 		m.setPresent(h, true)
 		return
 	}
@@ -124,6 +127,11 @@ func (m *Mirror) applyEntry(key string, value []byte, op jetstream.KeyValueOp, c
 	if err != nil {
 		m.log.Debug("bad value skipped", "key", key, "error", err)
 		return
+	}
+	if h.boot == "" {
+		// No presence seen (it may be gone before the Mirror started):
+		// the values name the run whose state they are.
+		h.boot = ev.Boot
 	}
 	var obj dirtyKey
 	switch {

@@ -75,6 +75,12 @@ func WithHosts(glob string) Option { return func(o *options) { o.hosts = glob } 
 // may call Snapshot and Host, but not Close.
 func WithChanges(f func(Change)) Option { return func(o *options) { o.onChange = f } }
 
+// WithFleetWait sets how long a Mirror that reads the event stream waits
+// for the replies to its fleet-wide dump request before its first view can
+// be Ready; hosts that answer later, or stay silent, are missed until
+// their first event. The default is 2 s.
+func WithFleetWait(d time.Duration) Option { return func(o *options) { o.fleetWait = d } }
+
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
@@ -89,6 +95,9 @@ func (o *options) valid() error {
 	}
 	if _, err := path.Match(o.hosts, ""); err != nil {
 		return fmt.Errorf("%w: hosts %q: %w", ErrConfig, o.hosts, err)
+	}
+	if o.fleetWait <= 0 {
+		return fmt.Errorf("%w: fleet wait %v is not positive", ErrConfig, o.fleetWait)
 	}
 	return nil
 }
@@ -117,7 +126,9 @@ type AddrKey struct {
 // Host is the state of one host as the Mirror holds it.
 type Host struct {
 	Name string
-	// Boot is the id of the nlbridge run whose state this is.
+	// Boot is the id of the nlbridge run whose state this is: from the
+	// presence key, or, in bucket mode when no presence was seen (a host
+	// gone before the Mirror started), from the first value read.
 	Boot string
 	// Version, Started and LastSeen come from the host's presence key
 	// (bucket mode only): nlbridge's version, when it started, and when
@@ -128,6 +139,11 @@ type Host struct {
 	// Gone is true once the host's presence expired or was deleted (bucket
 	// mode), or before any presence was seen. Its last state is kept.
 	Gone bool
+	// GoneSince is when the host's presence expired or was deleted, as
+	// the bucket dates the deletion marker (bucket mode), also when that
+	// happened before the Mirror started. It is zero while the host is
+	// present, and when no deletion of its presence was seen.
+	GoneSince time.Time
 	// Synced is true when the state is complete: the bucket's initial view
 	// has been read, or a dump has repaired the host and no message was
 	// missed since.
@@ -297,7 +313,11 @@ func (m *Mirror) Close() error {
 			}
 		}
 		if w != nil {
-			if err := w.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			// Stop deletes the watcher's consumer, which the server may
+			// have removed already (an ordered consumer that missed its
+			// heartbeats is replaced): that is no failure.
+			if err := w.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) &&
+				!errors.Is(err, nats.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				errs = append(errs, err)
 			}
 		}
@@ -327,6 +347,7 @@ type host struct {
 	version  string
 	started  time.Time
 	lastSeen time.Time
+	gone     time.Time // when the presence was deleted, zero while present
 	synced   bool
 
 	repair *repairState // stream mode
@@ -340,7 +361,7 @@ func newHost(name string) *host {
 func (h *host) copy() Host {
 	c := Host{
 		Name: h.name, Boot: h.boot, Version: h.version, Started: h.started, LastSeen: h.lastSeen,
-		Gone: !h.present, Synced: h.synced,
+		Gone: !h.present, GoneSince: h.gone, Synced: h.synced,
 		Links: make(map[uint32]event.Link, len(h.links)), Addrs: make(map[AddrKey]event.Addr, len(h.addrs)),
 	}
 	for i, l := range h.links {

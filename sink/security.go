@@ -83,6 +83,12 @@ func securityOptions(a Auth, t TLS) ([]nats.Option, error) {
 	return opts, nil
 }
 
+// ClientOptions returns the nats.go options that authenticate and secure a
+// client's connection as a and t (nats.auth and nats.tls) configure
+// nlbridge's own, after checking the files they name, so that the client
+// commands reach the servers the bridges use.
+func ClientOptions(a Auth, t TLS) ([]nats.Option, error) { return securityOptions(a, t) }
+
 // checkKeyPair checks that a client certificate and its key load and match.
 func checkKeyPair(certFile, keyFile string) error {
 	if _, err := os.ReadFile(certFile); err != nil {

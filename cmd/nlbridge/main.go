@@ -3,6 +3,7 @@
 // request.
 //
 //	nlbridge [run] [--config FILE]
+//	nlbridge check | dump | watch | request-dump | show | hosts [flags]
 //	nlbridge version
 package main
 
@@ -51,6 +52,8 @@ var commands = []command{
 	{"dump", "print this host's links and addresses (no NATS)", dumpCmd},
 	{"watch", "print the events that bridges publish, live", watchCmd},
 	{"request-dump", "ask one host or all hosts for a dump and print the replies", requestDumpCmd},
+	{"show", "print the fleet's interfaces, one line each, or keep them on screen (--watch)", showCmd},
+	{"hosts", "print the fleet's hosts: presence, boot, version, links and addresses", hostsCmd},
 	{"version", "print the version", func(_ []string, stdout, _ io.Writer) int {
 		fmt.Fprintf(stdout, "nlbridge %s\n", version)
 		if !sink.HasEmbedded {
