@@ -25,7 +25,8 @@ import (
 // resident set is read once it idles, then again once memPairs veth pairs,
 // each end with an IPv4 and an IPv6 address, are created, published, and
 // written to the bucket. The growth over the objects the kernel added
-// (links plus addresses) is what each costs. The namespace is its own so
+// (links plus addresses) is what each costs, read once the resident set has
+// stayed within 64 KiB for 2 s. The namespace is its own so
 // that the other nlbridges are not disturbed, nor timed while it fills.
 
 var memPairs = flag.Int("mem-pairs", 10000, "veth pairs (2 links and 4 addresses each) for the memory per object; 0 leaves it out (-quick: 500)")
@@ -119,6 +120,19 @@ func (b *bench) memory(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: %v keys still waiting for the state bucket after 2 minutes", receiver, grown.pending)
 		}
+	}
+	// Settled: the resident set within 64 KiB for 2 s (nlbridge gives
+	// back the garbage of a burst once it is quiet).
+	for stable, deadline := 0, time.Now().Add(30*time.Second); stable < 4 && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		r, err := readMem(ctx, p, metrics)
+		if err != nil {
+			return err
+		}
+		if stable++; r.rssKiB > grown.rssKiB+64 || r.rssKiB < grown.rssKiB-64 {
+			stable = 0
+		}
+		grown = r
 	}
 	perObject := float64(grown.rssKiB-idle.rssKiB) * 1024 / float64(objects)
 	heapPerObject := (grown.heapInuse - idle.heapInuse) / float64(objects)
