@@ -2,6 +2,7 @@ package state
 
 import (
 	"iter"
+	"maps"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -38,8 +39,12 @@ func (t *Table) HeldLinks() iter.Seq[*event.Link] {
 func (t *Table) HeldAddrs(index uint32, all bool) iter.Seq[*event.Addr] {
 	return func(yield func(*event.Addr) bool) {
 		var a event.Addr
-		for k, e := range t.addrs {
-			if !e.held || !all && k.Index != index {
+		entries := t.addrsOf(index) // one link's, without a scan of all
+		if all {
+			entries = maps.All(t.addrs)
+		}
+		for _, e := range entries {
+			if !e.held {
 				continue
 			}
 			if a = e.v.get(); !yield(&a) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/nlbridge/nlbridge/event"
@@ -102,5 +103,28 @@ func TestAddrValueRoundTrip(t *testing.T) {
 	zero.Peer = netip.IPv4Unspecified()
 	if KeyOf(&v4) == KeyOf(&v6) || KeyOf(&v4) == KeyOf(&zero) {
 		t.Errorf("distinct addresses share a key: %+v %+v %+v", KeyOf(&v4), KeyOf(&v6), KeyOf(&zero))
+	}
+}
+
+// HeldAddrs yields the addresses consumers hold, of one link or of all.
+func TestHeldAddrs(t *testing.T) {
+	tb := New(nil)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), true)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "2001:db8::1/64"), true)
+	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.9/24"), false) // not published: not held
+	publish(tb, addr(event.NewAddr, 3, "eth1", "198.51.100.1/24"), true)
+	held := func(index uint32, all bool) []string {
+		var got []string
+		for a := range tb.HeldAddrs(index, all) {
+			got = append(got, fmt.Sprintf("%d %s", a.Index, a.ID()))
+		}
+		slices.Sort(got)
+		return got
+	}
+	if got, want := held(2, false), []string{"2 192.0.2.1/24", "2 2001:db8::1"}; !slices.Equal(got, want) {
+		t.Errorf("HeldAddrs(2) = %v, want %v", got, want)
+	}
+	if got, want := held(0, true), []string{"2 192.0.2.1/24", "2 2001:db8::1", "3 198.51.100.1/24"}; !slices.Equal(got, want) {
+		t.Errorf("HeldAddrs(all) = %v, want %v", got, want)
 	}
 }
