@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -126,5 +127,22 @@ func TestHeldAddrs(t *testing.T) {
 	}
 	if got, want := held(0, true), []string{"2 192.0.2.1/24", "2 2001:db8::1", "3 198.51.100.1/24"}; !slices.Equal(got, want) {
 		t.Errorf("HeldAddrs(all) = %v, want %v", got, want)
+	}
+}
+
+// The entries stay within the allocator's size classes they were made
+// for: one more field can cost 16 bytes per object on tens of thousands.
+func TestEntrySizes(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"addrEntry", unsafe.Sizeof(addrEntry{}), 128},
+		{"linkEntry", unsafe.Sizeof(linkEntry{}), 144},
+		{"AddrKey", unsafe.Sizeof(AddrKey{}), 40},
+	} {
+		if tt.got > tt.want {
+			t.Errorf("%s is %d bytes, want at most %d", tt.name, tt.got, tt.want)
+		}
 	}
 }
