@@ -345,9 +345,9 @@ type heapReading struct {
 
 // The thresholds of releaseAfterBursts. An idle nlbridge allocates a few
 // KiB a second (pings, the presence key, the embedded server's CPU
-// sampling; 11 KB/s measured, a metrics scrape included), and 50 MTU
-// changes a second already make more than quietBytes: a collection is not
-// forced on a trickle of events.
+// sampling; 11 KB/s measured, a metrics scrape included). An MTU change
+// costs about 700 bytes, so a tick with 90 events is not quiet; and a
+// trickle below that makes 4 MiB to reclaim in minutes, not seconds.
 const (
 	quietBytes   = 64 << 10
 	reclaimBytes = 4 << 20
