@@ -259,6 +259,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	if err := b.cbor(ctx); err != nil {
 		return b.explain(fmt.Errorf("cbor: %w", err))
 	}
+	if err := b.memory(ctx); err != nil {
+		return b.explain(fmt.Errorf("memory: %w", err))
+	}
 	if n := b.floor.overflows.Load(); n > 0 {
 		b.rep.note("the floor socket overflowed %d times (while pairs were added, outside the timed parts unless the burst says otherwise)", n)
 	}

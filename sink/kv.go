@@ -762,7 +762,7 @@ func (s *NATS) kvStartup(ev *event.Event) {
 		s.out = append(s.out[:0], s.table.Dirty()...)
 		s.publishOut(ev)
 	}
-	clear(w.quiet)
+	w.quiet = nil // clear would keep its buckets, sized for every stale key, for good
 }
 
 // kvLateStartup is kvStartup for a bucket that became readable after the
@@ -783,7 +783,7 @@ func (s *NATS) kvLateStartup(ctx context.Context, kv jetstream.KeyValue) error {
 		s.pending = true
 		s.reconcileLocked()
 	}
-	clear(w.quiet)
+	w.quiet = nil // clear would keep its buckets, sized for every stale key, for good
 	return nil
 }
 

@@ -323,6 +323,14 @@ func TestKVStartupStale(t *testing.T) {
 		"h.link.moved=NEWLINK 7 moved mtu 1500", "h.addr.lo.127=2E0=2E0=2E1=2F8=NEWADDR 1 lo 127.0.0.1/8",
 	})
 	quiet(t, ch)
+	// The keys the reconciliation marked are let go, map and all: a map
+	// cleared keeps its size.
+	second.mu.Lock()
+	marked := second.kv.quiet
+	second.mu.Unlock()
+	if marked != nil {
+		t.Errorf("after the startup, %d stale keys (and their map) are still held", len(marked))
+	}
 }
 
 // The bucket is unreachable at startup: the stale keys are removed, and

@@ -9,20 +9,27 @@ import (
 	"github.com/nlbridge/nlbridge/event"
 )
 
-// checkIndex fails unless t.byLink holds exactly t.addrs's entries, each
-// under its link's index, with no empty set.
+// checkIndex fails unless t.byLink lists exactly t.addrs's entries, each
+// under its link's index, in lists whose prev and next agree.
 func checkIndex(t *testing.T, tb *Table, step string) {
 	t.Helper()
 	n := 0
-	for index, set := range tb.byLink {
-		if len(set) == 0 {
-			t.Fatalf("%s: byLink[%d] is empty, want no set", step, index)
+	for index, head := range tb.byLink {
+		if head == nil || head.prev != nil {
+			t.Fatalf("%s: byLink[%d] = %p, want the first of a list", step, index, head)
 		}
-		for k, a := range set {
+		for a := head; a != nil; a = a.next {
+			k := a.v.key()
 			if k.Index != index || tb.addrs[k] != a {
-				t.Fatalf("%s: byLink[%d][%v] = %p, addrs holds %p", step, index, k, a, tb.addrs[k])
+				t.Fatalf("%s: byLink[%d] lists %v at %p, addrs holds %p", step, index, k, a, tb.addrs[k])
+			}
+			if a.next != nil && a.next.prev != a {
+				t.Fatalf("%s: byLink[%d]: %v's next does not point back to it", step, index, k)
 			}
 			n++
+			if n > len(tb.addrs) {
+				t.Fatalf("%s: byLink lists more addresses than addrs holds (%d): a cycle", step, len(tb.addrs))
+			}
 		}
 	}
 	if n != len(tb.addrs) {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"iter"
+	"maps"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -13,7 +14,7 @@ import (
 // one: the value of the last NEWLINK published for it.
 func (t *Table) PublishedLink(index uint32) (event.Link, bool) {
 	if e := t.links[index]; e != nil && e.held {
-		return e.pub, true
+		return *e.heldValue(), true
 	}
 	return event.Link{}, false
 }
@@ -23,7 +24,7 @@ func (t *Table) PublishedLink(index uint32) (event.Link, bool) {
 func (t *Table) HeldLinks() iter.Seq[*event.Link] {
 	return func(yield func(*event.Link) bool) {
 		for _, e := range t.links {
-			if e.held && !yield(&e.pub) {
+			if e.held && !yield(e.heldValue()) {
 				return
 			}
 		}
@@ -33,11 +34,20 @@ func (t *Table) HeldLinks() iter.Seq[*event.Link] {
 // HeldAddrs yields the addresses consumers hold, of the link at index
 // only unless all, in no order: their current values, which are the ones
 // published unless a change is yet to be (see Dirty). The table must not
-// change during the iteration.
+// change during the iteration, and each address yielded is valid only until
+// the next.
 func (t *Table) HeldAddrs(index uint32, all bool) iter.Seq[*event.Addr] {
 	return func(yield func(*event.Addr) bool) {
-		for k, e := range t.addrs {
-			if e.held && (all || k.Index == index) && !yield(&e.v) {
+		var a event.Addr
+		entries := t.addrsOf(index) // one link's, without a scan of all
+		if all {
+			entries = maps.All(t.addrs)
+		}
+		for _, e := range entries {
+			if !e.held {
+				continue
+			}
+			if a = e.v.get(); !yield(&a) {
 				return
 			}
 		}

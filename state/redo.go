@@ -35,9 +35,10 @@ func (t *Table) Redo(ev *event.Event) {
 		e := t.links[ev.Link.Index]
 		switch {
 		case e == nil:
-			t.links[ev.Link.Index] = &linkEntry{entry: entry{held: true}, v: ev.Link, pub: ev.Link}
+			t.links[ev.Link.Index] = &linkEntry{entry: entry{held: true}, v: ev.Link}
 		case e.exists:
-			e.held, e.pub, e.synced = true, ev.Link, false
+			e.held, e.synced = true, false
+			t.setHeld(e, &ev.Link)
 			e.reborn = e.visible
 			for _, a := range t.addrsOf(ev.Link.Index) {
 				a.synced = false // after the DELLINK, consumers hold none of them
@@ -48,7 +49,9 @@ func (t *Table) Redo(ev *event.Event) {
 	case event.DelAddr:
 		k := KeyOf(&ev.Addr)
 		if e := t.addrs[k]; e == nil {
-			t.putAddr(k, &addrEntry{entry: entry{held: true}, v: ev.Addr})
+			e := &addrEntry{entry: entry{held: true}}
+			e.v.set(&ev.Addr)
+			t.putAddr(k, e)
 		} else {
 			e.held, e.synced = true, false
 		}

@@ -10,6 +10,7 @@
 package state
 
 import (
+	"bytes"
 	"cmp"
 	"iter"
 	"maps"
@@ -38,14 +39,21 @@ type Scope interface {
 type Table struct {
 	links map[uint32]*linkEntry
 	addrs map[AddrKey]*addrEntry
-	// byLink holds the entries of addrs by their link's index (k.Index),
-	// so that a link's addresses are found without a scan of every
-	// address: a DELLINK on a host with many addresses must not cost them
-	// all. putAddr and dropAddr keep it in step with addrs; a link with
-	// no address has no set.
-	byLink map[uint32]map[AddrKey]*addrEntry
+	// byLink holds the first entry of addrs of each link index (k.Index);
+	// the others follow it through next. A link's addresses are found
+	// without a scan of every address (a DELLINK on a host with many
+	// addresses must not cost them all), for two pointers per address: a
+	// map of them per link cost ten times that. putAddr and dropAddr keep
+	// it in step with addrs; a link with no address has no entry.
+	byLink map[uint32]*addrEntry
 	scope  Scope  // nil: everything is in scope
 	gen    uint32 // the current dump's generation; entries seen in it carry it
+	// epoch is when the table was made: lifetimes readings are kept as
+	// the time since, which is monotonic when the readings' times are.
+	epoch time.Time
+	// spare holds link values no longer needed as linkEntry.pub, for the
+	// next one: a change to a link consumers hold then allocates nothing.
+	spare []*event.Link
 	// scan makes addrsOf scan every address instead of using byLink, as
 	// the table did before it had the index: tests compare the two and
 	// benchmarks measure the difference.
@@ -66,10 +74,71 @@ type entry struct {
 // want reports whether consumers are to hold the object.
 func (e *entry) want() bool { return e.exists && e.visible }
 
+// heldValue returns what consumers hold of the link, while they hold it.
+func (e *linkEntry) heldValue() *event.Link {
+	if e.pub != nil {
+		return e.pub
+	}
+	return &e.v
+}
+
+// setValue makes l the link's value, keeping apart what consumers hold
+// when it differs.
+func (t *Table) setValue(e *linkEntry, l *event.Link) {
+	if e.held && e.pub == nil && linkChanges(&e.v, l) != 0 {
+		e.pub = t.linkCopy(&e.v)
+	}
+	e.v = *l
+	if e.pub != nil && linkChanges(e.pub, &e.v) == 0 {
+		t.release(e)
+	}
+}
+
+// setHeld records that consumers hold l of the link.
+func (t *Table) setHeld(e *linkEntry, l *event.Link) {
+	switch {
+	case linkChanges(l, &e.v) == 0:
+		t.release(e)
+	case e.pub == nil:
+		e.pub = t.linkCopy(l)
+	default:
+		*e.pub = *l
+	}
+}
+
+// linkCopy returns a copy of l, in a spare if there is one.
+func (t *Table) linkCopy(l *event.Link) *event.Link {
+	if n := len(t.spare); n > 0 {
+		p := t.spare[n-1]
+		t.spare = t.spare[:n-1]
+		*p = *l
+		return p
+	}
+	p := new(event.Link)
+	*p = *l
+	return p
+}
+
+// maxSpare bounds the spare link values: enough for the changes between
+// two publications.
+const maxSpare = 16
+
+// release drops e.pub: consumers hold e.v, or nothing.
+func (t *Table) release(e *linkEntry) {
+	if e.pub != nil && len(t.spare) < maxSpare {
+		*e.pub = event.Link{} // let the strings go
+		t.spare = append(t.spare, e.pub)
+	}
+	e.pub = nil
+}
+
 type linkEntry struct {
 	entry
-	v   event.Link
-	pub event.Link // what consumers hold, while held
+	v event.Link
+	// pub is what consumers hold, while held, when it is not v; nil when
+	// they hold v, as they do once a change is published: a second copy
+	// of every link would cost as much as the first. See heldValue.
+	pub *event.Link
 	// reborn: consumers hold an earlier link with this index, deleted
 	// while nothing could be published, whose index the kernel gave to a
 	// new link (ip link add ... index N, SR-IOV, namespace moves). Its
@@ -78,14 +147,96 @@ type linkEntry struct {
 	reborn bool
 }
 
+// addrEntry is 128 bytes: a host can have tens of thousands of addresses.
 type addrEntry struct {
 	entry
-	v event.Addr
+	// prev and next link the addresses of one link index, from byLink.
+	prev, next *addrEntry
+	v          addrValue
 	// lft is the reading of the lifetimes that later ones are compared
 	// with: that of the last value whose lifetimes changed in substance,
 	// so that lifetimes counting down are no change and the kernel's
 	// rounding cannot add up to one.
 	lft lifetimes
+}
+
+// addrValue is an event.Addr as the table keeps it: 88 bytes rather than
+// 152, the addresses as 16 bytes each and their forms apart (a zone, which
+// no encoding carries, is not kept), and the broadcast address, which is
+// IPv4 only, as 4 (another is dropped). The label shares the name's bytes
+// when it is the name, as the kernel's IPv4 labels are.
+type addrValue struct {
+	ifname, label                  string
+	addr, peer                     [16]byte
+	brd                            [4]byte
+	index, flags, valid, preferred uint32
+	family                         event.Family
+	prefixLen, scope               uint8
+	// forms holds the form of addr (bits 0-1) and peer (bits 2-3), and
+	// brdSet.
+	forms uint8
+}
+
+// The forms of a netip.Addr kept as 16 bytes.
+const (
+	formNone uint8 = iota // the zero netip.Addr
+	form4                 // IPv4
+	form6                 // IPv6, IPv4-mapped ones included
+	brdSet   uint8 = 1 << 4
+)
+
+func formOf(a netip.Addr) uint8 {
+	switch {
+	case a.Is4():
+		return form4
+	case a.Is6():
+		return form6
+	}
+	return formNone
+}
+
+func addrOf(b [16]byte, form uint8) netip.Addr {
+	switch form {
+	case form4:
+		return netip.AddrFrom16(b).Unmap()
+	case form6:
+		return netip.AddrFrom16(b)
+	}
+	return netip.Addr{}
+}
+
+// set makes v hold a.
+func (v *addrValue) set(a *event.Addr) {
+	*v = addrValue{ifname: a.Ifname, label: a.Label, addr: a.Address.As16(), peer: a.Peer.As16(),
+		index: a.Index, flags: a.Flags, valid: a.ValidLft, preferred: a.PreferredLft,
+		family: a.Family, prefixLen: a.PrefixLen, scope: a.Scope,
+		forms: formOf(a.Address) | formOf(a.Peer)<<2}
+	if v.label == v.ifname {
+		v.label = v.ifname // one copy of the bytes
+	}
+	if b := a.Broadcast.Unmap(); b.Is4() {
+		v.brd, v.forms = b.As4(), v.forms|brdSet
+	}
+}
+
+// get returns the address v holds.
+func (v *addrValue) get() event.Addr {
+	a := event.Addr{Index: v.index, Ifname: v.ifname, Family: v.family, Address: addrOf(v.addr, v.forms&3),
+		Peer: addrOf(v.peer, v.forms>>2&3), PrefixLen: v.prefixLen, Scope: v.scope, Label: v.label,
+		Flags: v.flags, ValidLft: v.valid, PreferredLft: v.preferred}
+	if v.forms&brdSet != 0 {
+		a.Broadcast = netip.AddrFrom4(v.brd)
+	}
+	return a
+}
+
+// key returns the key of the address v holds, as KeyOf does.
+func (v *addrValue) key() AddrKey {
+	k := AddrKey{Index: v.index, Family: v.family, addr: v.addr}
+	if k.Family != event.Inet6 {
+		k.prefixLen, k.hasPeer, k.peer = v.prefixLen, v.forms>>2&3 != formNone, v.peer
+	}
+	return k
 }
 
 // AddrKey identifies an address as the kernel does, and as event.Addr.ID
@@ -94,56 +245,78 @@ type addrEntry struct {
 // interface once per peer); an IPv6 address by interface index and address
 // alone, with PrefixLen and Peer zero (the kernel refuses an IPv6 address
 // twice whatever the prefix length, and can change the peer in place).
+//
+// It is 40 bytes, the addresses as 16 each without their zones: the table
+// keeps one per address.
 type AddrKey struct {
 	Index     uint32
 	Family    event.Family
-	Addr      netip.Addr
-	PrefixLen uint8
-	Peer      netip.Addr // invalid when there is none
+	prefixLen uint8    // IPv4 only
+	hasPeer   bool     // IPv4 only: peer is set
+	addr      [16]byte // the local address, IPv4 as IPv4-mapped
+	peer      [16]byte // IPv4 only
 }
 
 // KeyOf returns a's key.
 func KeyOf(a *event.Addr) AddrKey {
-	k := AddrKey{Index: a.Index, Family: a.Family, Addr: a.Address.WithZone("")}
+	k := AddrKey{Index: a.Index, Family: a.Family, addr: a.Address.As16()}
 	if a.Family != event.Inet6 {
-		k.PrefixLen, k.Peer = a.PrefixLen, a.Peer.WithZone("")
+		k.prefixLen, k.hasPeer, k.peer = a.PrefixLen, a.Peer.IsValid(), a.Peer.As16()
 	}
 	return k
 }
 
-// compare orders keys by index, family, address, prefix length and peer.
+// compare orders keys by index, family, address, prefix length and peer
+// (none first).
 func (k AddrKey) compare(o AddrKey) int {
-	return cmp.Or(cmp.Compare(k.Index, o.Index), cmp.Compare(k.Family, o.Family), k.Addr.Compare(o.Addr),
-		cmp.Compare(k.PrefixLen, o.PrefixLen), k.Peer.Compare(o.Peer))
+	return cmp.Or(cmp.Compare(k.Index, o.Index), cmp.Compare(k.Family, o.Family), bytes.Compare(k.addr[:], o.addr[:]),
+		cmp.Compare(k.prefixLen, o.prefixLen), cmp.Compare(b2i(k.hasPeer), b2i(o.hasPeer)), bytes.Compare(k.peer[:], o.peer[:]))
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // New returns an empty table that publishes the objects scope allows (all
 // of them when scope is nil).
 func New(scope Scope) *Table {
 	return &Table{links: make(map[uint32]*linkEntry), addrs: make(map[AddrKey]*addrEntry),
-		byLink: make(map[uint32]map[AddrKey]*addrEntry), scope: scope}
+		byLink: make(map[uint32]*addrEntry), scope: scope, epoch: time.Now()}
 }
 
-// putAddr stores e as the address with key k.
+// putAddr stores e, new, as the address with key k.
 func (t *Table) putAddr(k AddrKey, e *addrEntry) {
 	t.addrs[k] = e
-	set := t.byLink[k.Index]
-	if set == nil {
-		set = make(map[AddrKey]*addrEntry)
-		t.byLink[k.Index] = set
+	e.prev, e.next = nil, t.byLink[k.Index]
+	if e.next != nil {
+		e.next.prev = e
 	}
-	set[k] = e
+	t.byLink[k.Index] = e
 }
 
-// dropAddr forgets the address with key k.
+// dropAddr forgets the address with key k. It leaves the entry's next as
+// it is, for addrsOf.
 func (t *Table) dropAddr(k AddrKey) {
-	delete(t.addrs, k)
-	if set := t.byLink[k.Index]; set != nil {
-		delete(set, k)
-		if len(set) == 0 {
-			delete(t.byLink, k.Index)
-		}
+	e := t.addrs[k]
+	if e == nil {
+		return
 	}
+	delete(t.addrs, k)
+	switch {
+	case e.prev != nil:
+		e.prev.next = e.next
+	case e.next != nil:
+		t.byLink[k.Index] = e.next
+	default:
+		delete(t.byLink, k.Index)
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	}
+	e.prev = nil
 }
 
 // addrsOf yields the addresses of the link at index, tombstones included,
@@ -158,10 +331,12 @@ func (t *Table) addrsOf(index uint32) iter.Seq2[AddrKey, *addrEntry] {
 			}
 			return
 		}
-		for k, a := range t.byLink[index] {
-			if !yield(k, a) {
+		for a := t.byLink[index]; a != nil; {
+			next := a.next
+			if !yield(a.v.key(), a) {
 				return
 			}
+			a = next
 		}
 	}
 }
@@ -220,11 +395,12 @@ func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event
 	if !e.exists && e.held {
 		e.reborn = true
 	}
-	e.v, e.exists, e.seen = *l, true, t.gen
+	t.setValue(e, l)
+	e.exists, e.seen = true, t.gen
 	e.visible = t.allowName(l.Name)
 	var changed uint32
 	if e.held && !e.reborn {
-		changed = linkChanges(&e.pub, l)
+		changed = linkChanges(e.heldValue(), l)
 	}
 	if changed != 0 || !e.held || e.reborn || !e.visible {
 		e.synced = e.held == e.visible && !e.reborn && changed == 0
@@ -234,7 +410,7 @@ func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event
 		t.rescope(l.Index, e) // renamed into or out of the scope
 	}
 	if e.held && (e.reborn || !e.visible) {
-		out = append(out, linkMsg(event.DelLink, ev, &e.pub))
+		out = append(out, linkMsg(event.DelLink, ev, e.heldValue()))
 	}
 	if !e.visible {
 		return out, false
@@ -262,8 +438,8 @@ func (t *Table) rescope(index uint32, l *linkEntry) {
 		if !a.exists {
 			continue
 		}
-		a.v.Ifname = l.v.Name
-		a.visible = (t.scope == nil || t.scope.AllowFamily(a.v.Family)) && l.visible
+		a.v.ifname = l.v.Name
+		a.visible = (t.scope == nil || t.scope.AllowFamily(a.v.family)) && l.visible
 		a.synced = a.held == a.visible && a.synced
 	}
 }
@@ -279,7 +455,7 @@ func (t *Table) appendAddrsOf(index uint32, ev *event.Event, out []event.Event) 
 	}
 	slices.SortFunc(found, compareAddrs)
 	for _, a := range found {
-		out = append(out, event.Event{Type: event.NewAddr, Time: ev.Time, Dump: ev.Dump, Addr: a.v})
+		out = append(out, event.Event{Type: event.NewAddr, Time: ev.Time, Dump: ev.Dump, Addr: a.v.get()})
 	}
 	return out
 }
@@ -313,9 +489,9 @@ func (t *Table) delLink(ev *event.Event, out []event.Event) ([]event.Event, bool
 		// Consumers hold the earlier link, or the link as it was when it
 		// left the scope.
 		e.reborn = false
-		return append(out, linkMsg(event.DelLink, ev, &e.pub)), visible
+		return append(out, linkMsg(event.DelLink, ev, e.heldValue())), visible
 	}
-	e.v = *l
+	t.setValue(e, l)
 	return append(out, *ev), true
 }
 
@@ -340,16 +516,18 @@ func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event
 		e = &addrEntry{}
 		t.putAddr(k, e)
 	}
+	var v addrValue
+	v.set(a)
 	var changed uint32
 	if e.held && e.exists {
-		changed = addrChanges(e, ev)
+		changed = t.addrChanges(e, &v, ev.Time)
 	} else {
-		e.lft = lifetimesOf(ev) // consumers hold no value to compare with
+		e.lft = t.lifetimesOf(&v, ev.Time) // consumers hold no value to compare with
 	}
 	if !e.exists || changed != 0 {
 		e.synced = false
 	}
-	e.v, e.exists, e.seen = *a, true, t.gen
+	e.v, e.exists, e.seen = v, true, t.gen
 	e.visible = t.addrVisible(a)
 	if e.held != e.visible {
 		e.synced = false
@@ -400,8 +578,9 @@ func (t *Table) Published(m *event.Event, ok bool) {
 	case event.NewLink:
 		if e := t.links[m.Link.Index]; e != nil {
 			if ok {
-				e.held, e.reborn, e.pub = true, false, m.Link
-				e.synced = e.want() && linkChanges(&e.pub, &e.v) == 0
+				e.held, e.reborn = true, false
+				t.setHeld(e, &m.Link)
+				e.synced = e.want() && e.pub == nil
 			} else {
 				e.synced = false
 			}
@@ -418,6 +597,7 @@ func (t *Table) Published(m *event.Event, ok bool) {
 			// The link lives on (out of scope, or a new incarnation):
 			// consumers dropped it and every address they held of it.
 			e.held, e.reborn, e.synced = false, false, !e.want()
+			t.release(e)
 			for k, a := range t.addrsOf(m.Link.Index) {
 				if a.held {
 					a.held, a.synced = false, !a.want()
@@ -465,7 +645,7 @@ func (t *Table) Vanished(iface string, out []event.Event) []event.Event {
 	}
 	for _, e := range sortedAddrs(addrs) {
 		if e.exists && e.seen != t.gen {
-			del := event.Event{Type: event.DelAddr, Dump: true, Addr: e.v}
+			del := event.Event{Type: event.DelAddr, Dump: true, Addr: e.v.get()}
 			out, _ = t.delAddr(&del, out)
 		}
 	}
@@ -486,7 +666,7 @@ func (t *Table) Dirty() []event.Event {
 	addrs, links := sortedAddrs(t.addrs), sortedLinks(t.links)
 	for _, e := range addrs {
 		if !e.synced && e.held && !e.want() {
-			dels = append(dels, event.Event{Type: event.DelAddr, Dump: true, Addr: e.v})
+			dels = append(dels, event.Event{Type: event.DelAddr, Dump: true, Addr: e.v.get()})
 		}
 	}
 	for _, e := range links {
@@ -494,7 +674,7 @@ func (t *Table) Dirty() []event.Event {
 			continue
 		}
 		if e.held && (e.reborn || !e.want()) {
-			dels = append(dels, event.Event{Type: event.DelLink, Dump: true, Link: e.pub})
+			dels = append(dels, event.Event{Type: event.DelLink, Dump: true, Link: *e.heldValue()})
 		}
 		if e.want() {
 			news = append(news, event.Event{Type: event.NewLink, Dump: true, Link: e.v})
@@ -502,7 +682,7 @@ func (t *Table) Dirty() []event.Event {
 	}
 	for _, e := range addrs {
 		if !e.synced && e.want() {
-			news = append(news, event.Event{Type: event.NewAddr, Dump: true, Addr: e.v})
+			news = append(news, event.Event{Type: event.NewAddr, Dump: true, Addr: e.v.get()})
 		}
 	}
 	return append(dels, news...)
@@ -546,7 +726,7 @@ func sortedAddrs(m map[AddrKey]*addrEntry) []*addrEntry {
 	return out
 }
 
-func compareAddrs(a, b *addrEntry) int { return KeyOf(&a.v).compare(KeyOf(&b.v)) }
+func compareAddrs(a, b *addrEntry) int { return a.v.key().compare(b.v.key()) }
 
 // linkChanges returns the bits of event.LinkFields that differ.
 func linkChanges(a, b *event.Link) uint32 {
@@ -571,41 +751,43 @@ func linkChanges(a, b *event.Link) uint32 {
 	return c
 }
 
-// addrChanges returns the bits of event.AddrFields in which ev's address
-// differs from e's. Lifetimes count down, so they are compared by when they
-// end; when that changes, ev's lifetimes become e's reference.
-func addrChanges(e *addrEntry, ev *event.Event) uint32 {
-	a, b := &e.v, &ev.Addr
+// addrChanges returns the bits of event.AddrFields in which b, read at at,
+// differs from e's address. Lifetimes count down, so they are compared by
+// when they end; when that changes, b's lifetimes become e's reference.
+func (t *Table) addrChanges(e *addrEntry, b *addrValue, at time.Time) uint32 {
+	a := &e.v
 	var c uint32
 	set := func(bit int, differ bool) {
 		if differ {
 			c |= 1 << bit
 		}
 	}
-	set(0, a.Ifname != b.Ifname)
-	set(1, a.Peer != b.Peer)
-	set(2, a.Broadcast != b.Broadcast)
-	set(3, a.Scope != b.Scope)
-	set(4, a.Label != b.Label)
-	set(5, a.Flags != b.Flags)
-	set(6, !sameEnd(e.lft.at, e.lft.valid, ev.Time, b.ValidLft))
-	set(7, !sameEnd(e.lft.at, e.lft.preferred, ev.Time, b.PreferredLft))
-	set(8, a.PrefixLen != b.PrefixLen)
+	now := at.Sub(t.epoch)
+	set(0, a.ifname != b.ifname)
+	set(1, a.peer != b.peer || a.forms>>2&3 != b.forms>>2&3)
+	set(2, a.brd != b.brd || a.forms&brdSet != b.forms&brdSet)
+	set(3, a.scope != b.scope)
+	set(4, a.label != b.label)
+	set(5, a.flags != b.flags)
+	set(6, !sameEnd(e.lft.at, e.lft.valid, now, b.valid))
+	set(7, !sameEnd(e.lft.at, e.lft.preferred, now, b.preferred))
+	set(8, a.prefixLen != b.prefixLen)
 	if c&(1<<6|1<<7) != 0 {
-		e.lft = lifetimesOf(ev)
+		e.lft = lifetimes{now, b.valid, b.preferred}
 	}
 	return c
 }
 
 // lifetimes is a reading of an address's lifetimes: the seconds left
-// (event.Forever for none) and when nlbridge read them.
+// (event.Forever for none) and when nlbridge read them, as the time since
+// the table's epoch.
 type lifetimes struct {
-	at               time.Time
+	at               time.Duration
 	valid, preferred uint32
 }
 
-func lifetimesOf(ev *event.Event) lifetimes {
-	return lifetimes{ev.Time, ev.Addr.ValidLft, ev.Addr.PreferredLft}
+func (t *Table) lifetimesOf(v *addrValue, at time.Time) lifetimes {
+	return lifetimes{at.Sub(t.epoch), v.valid, v.preferred}
 }
 
 // lifetimeSlack is how far apart two readings can put the end of one
@@ -618,16 +800,16 @@ const lifetimeSlack = 2 * time.Second
 // sameEnd reports whether a lifetime with lft seconds left at t ends when
 // one with ref seconds left at refAt does: both forever, or within
 // lifetimeSlack of each other.
-func sameEnd(refAt time.Time, ref uint32, t time.Time, lft uint32) bool {
+func sameEnd(refAt time.Duration, ref uint32, t time.Duration, lft uint32) bool {
 	if lft == event.Forever || ref == event.Forever {
 		return lft == ref
 	}
-	refEnd := refAt.Add(time.Duration(ref) * time.Second)
-	end := t.Add(time.Duration(lft) * time.Second)
+	refEnd := refAt + time.Duration(ref)*time.Second
+	end := t + time.Duration(lft)*time.Second
 	if lft == 0 {
 		// Run out: the kernel reports 0 from then on, whenever it is read.
-		return refEnd.Before(end.Add(lifetimeSlack))
+		return refEnd < end+lifetimeSlack
 	}
-	d := end.Sub(refEnd)
+	d := end - refEnd
 	return d > -lifetimeSlack && d < lifetimeSlack
 }

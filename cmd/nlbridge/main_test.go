@@ -43,3 +43,26 @@ func TestRealMainUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestShouldRelease(t *testing.T) {
+	const mib = 1 << 20
+	busy := heapReading{allocs: 100 * mib}
+	for _, tt := range []struct {
+		name string
+		prev heapReading
+		now  heapReading
+		want bool
+	}{
+		{"quiet after a burst: garbage", busy, heapReading{allocs: 100*mib + 1000, live: 20 * mib, objects: 35 * mib}, true},
+		{"quiet after a burst: free pages", busy, heapReading{allocs: 100 * mib, live: 20 * mib, objects: 20 * mib, free: 6 * mib}, true},
+		{"still allocating", busy, heapReading{allocs: 110 * mib, live: 20 * mib, objects: 35 * mib}, false},
+		{"quiet, little reclaimable", busy, heapReading{allocs: 100 * mib, live: 2 * mib, objects: 3 * mib, free: 2 * mib}, false},
+		{"quiet, less than a quarter of the live heap", busy, heapReading{allocs: 100 * mib, live: 40 * mib, objects: 45 * mib, free: 4 * mib}, false},
+		{"quiet, objects below the last live heap", busy, heapReading{allocs: 100 * mib, live: 40 * mib, objects: 30 * mib, free: mib}, false},
+		{"idle from the start", heapReading{}, heapReading{}, false},
+	} {
+		if got := shouldRelease(tt.prev, tt.now); got != tt.want {
+			t.Errorf("%s: shouldRelease(%+v, %+v) = %v, want %v", tt.name, tt.prev, tt.now, got, tt.want)
+		}
+	}
+}
