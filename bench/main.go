@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,8 +47,10 @@ import (
 // options are the command-line flags.
 type options struct {
 	changes, burst, rounds, pairs, repeats int
-	quick, pipeline                        bool
+	quick, pipeline, profile               bool
 	out                                    string
+	// only names the paths measured in rounds; empty: all.
+	only []string
 }
 
 func main() {
@@ -60,7 +63,12 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "small sizes for CI: 2 rounds of 100 changes and a burst of 100 pairs, 50/100/200 pairs, 2 repeats (flags given explicitly win)")
 	flag.BoolVar(&o.pipeline, "pipeline", true, "also measure the `ip monitor | nats pub` pipeline (false: leave it out, a shorter run)")
 	flag.StringVar(&o.out, "out", "bench/out", "directory for the nlbridge binary, its logs, results.csv and the charts")
+	flag.BoolVar(&o.profile, "profile", false, "the nlbridge path writes a Go CPU profile and an execution trace of each round: OUT/nlbridge-roundN.pprof and .trace")
+	paths := flag.String("paths", "", "comma-separated paths measured in rounds (relay, nlbridge, nlbridge-embedded, nlbridge-kv, pipeline, ip-monitor); empty: all")
 	flag.Parse()
+	if *paths != "" {
+		o.only = strings.Split(*paths, ",")
+	}
 	if o.quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -127,8 +135,10 @@ type bench struct {
 	kvSub    *bridgeSub
 	// pipeRec receives what the pipeline publishes.
 	pipeRec *recorder
-	// floorSamples are the floor's latency samples of every round.
+	// floorSamples are the floor's latency samples of every round;
+	// changes are the timed changes of every round, in order.
 	floorSamples []time.Duration
+	changes      []change
 	rep          *report
 }
 
@@ -155,6 +165,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		}
 	}()
 
+	// A bound on the heap for the timed changes, when the collector is
+	// off (paths.go); far above what a run holds.
+	debug.SetMemoryLimit(4 << 30)
 	b := &bench{o: o, rep: &report{}}
 	if b.bin, err = build(ctx, o.out, "nlbridge", "./cmd/nlbridge"); err != nil {
 		return err
@@ -290,6 +303,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	if err := b.rep.writeCSV(filepath.Join(o.out, "results.csv")); err != nil {
 		return err
 	}
+	if err := writeChanges(filepath.Join(o.out, "latency.csv"), b.changes); err != nil {
+		return err
+	}
 	if err := b.rep.latencyChart(filepath.Join(o.out, "latency.png")); err != nil {
 		return fmt.Errorf("latency chart: %w", err)
 	}
@@ -297,7 +313,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return fmt.Errorf("scaling chart: %w", err)
 	}
 	b.rep.printTable(stdout)
-	fmt.Fprintf(stdout, "\nwrote %s, latency.png, scaling.png\n", filepath.Join(o.out, "results.csv"))
+	fmt.Fprintf(stdout, "\nwrote %s, latency.csv, latency.png, scaling.png\n", filepath.Join(o.out, "results.csv"))
 	return nil
 }
 
@@ -620,7 +636,7 @@ func build(ctx context.Context, dir, name, pkg string, tags ...string) (string, 
 // startBridge writes a configuration for host and starts nlbridge with it,
 // watching ns and publishing to url, with the state bucket "netlink" or
 // without; its log goes to dir/nlbridge-HOST.log.
-func startBridge(ns *netNS, bin, dir, host, encoding, url string, kv bool) (*proc, error) {
+func startBridge(ns *netNS, bin, dir, host, encoding, url string, kv bool, args ...string) (*proc, error) {
 	bucket := ""
 	if kv {
 		bucket = "netlink"
@@ -639,12 +655,13 @@ kv:
   bucket: %q
   storage: memory
 `, host, ns.path, url, encoding, bucket)
-	return startConfigured(bin, dir, host, cfg)
+	return startConfigured(bin, dir, host, cfg, args...)
 }
 
 // startConfigured starts nlbridge as host with the configuration cfg,
-// written to dir/nlbridge-HOST.yaml; its log goes to dir/nlbridge-HOST.log.
-func startConfigured(bin, dir, host, cfg string) (*proc, error) {
+// written to dir/nlbridge-HOST.yaml, and args added to `nlbridge run`'s;
+// its log goes to dir/nlbridge-HOST.log.
+func startConfigured(bin, dir, host, cfg string, args ...string) (*proc, error) {
 	path := filepath.Join(dir, "nlbridge-"+host+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -654,7 +671,7 @@ func startConfigured(bin, dir, host, cfg string) (*proc, error) {
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "run", "--config", path)
+	cmd := exec.Command(bin, append([]string{"run", "--config", path}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	return startProc(nil, "nlbridge "+host, cmd)
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +65,9 @@ type roundResult struct {
 	p50, p90, p99, max time.Duration
 	// floorP50 and floorP99 are the floor's in the same round.
 	floorP50, floorP99 time.Duration
+	// runqWait is the time the path's threads waited for a CPU while
+	// runnable, per MTU change.
+	runqWait time.Duration
 	// cost and costTicks are CPU time per kernel message in the burst, by
 	// the scheduler's exec runtime and by utime+stime.
 	cost, costTicks time.Duration
@@ -72,6 +78,9 @@ type roundResult struct {
 	lost            int
 	kernelMsgs      int64
 }
+
+// latencyWarmup is how many MTU changes of each round are not counted.
+const latencyWarmup = 20
 
 // relaySubject is where the relay publishes.
 const relaySubject = "bench.relay"
@@ -97,7 +106,12 @@ func (b *bench) paths() ([]*path, error) {
 
 	bridge := &path{name: "nlbridge", rec: b.sub.rec}
 	bridge.start = func(ctx context.Context) ([]*proc, error) {
-		p, err := startBridge(b.ns, b.bin, b.o.out, "bench", "json", b.url, false)
+		var args []string
+		if b.o.profile {
+			base := filepath.Join(b.o.out, fmt.Sprintf("nlbridge-round%d", len(bridge.rounds)+1))
+			args = []string{"--cpuprofile", base + ".pprof", "--trace", base + ".trace"}
+		}
+		p, err := startBridge(b.ns, b.bin, b.o.out, "bench", "json", b.url, false, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +192,18 @@ func (b *bench) paths() ([]*path, error) {
 		return []*proc{p}, nil
 	}
 	ps = append(ps, mon)
-	return ps, nil
+	if len(b.o.only) == 0 {
+		return ps, nil
+	}
+	var chosen []*path
+	for _, name := range b.o.only {
+		i := slices.IndexFunc(ps, func(p *path) bool { return strings.TrimSuffix(p.name, ">/dev/null") == name })
+		if i < 0 {
+			return nil, fmt.Errorf("-paths: no path %q (pipeline needs the nats CLI)", name)
+		}
+		chosen = append(chosen, ps[i])
+	}
+	return chosen, nil
 }
 
 // rounds measures every path alone, in o.rounds interleaved rounds, and
@@ -221,9 +246,18 @@ func (b *bench) round(ctx context.Context, p *path, idx uint32, step *int) (res 
 		if err := b.ready(ctx, p, idx, mtu); err != nil {
 			return res, err
 		}
+		wait0, err := cpuTimes(runqWait, procs...)
+		if err != nil {
+			return res, err
+		}
 		if err := b.latencyRound(ctx, p, idx, mtu, &res); err != nil {
 			return res, fmt.Errorf("latency: %w", err)
 		}
+		wait1, err := cpuTimes(runqWait, procs...)
+		if err != nil {
+			return res, err
+		}
+		res.runqWait = (wait1 - wait0) / time.Duration(b.o.changes+latencyWarmup)
 	}
 	if err := b.burstRound(ctx, p, procs, &res); err != nil {
 		return res, fmt.Errorf("burst: %w", err)
@@ -261,13 +295,32 @@ func isMTU(mtu uint32) func(sighting) bool {
 // latencyRound times MTU changes of lat0 from just before the rtnetlink
 // request to the receipt by the floor and by p.
 func (b *bench) latencyRound(ctx context.Context, p *path, idx uint32, mtu func() uint32, res *roundResult) error {
-	const warmup = 20
+	// The benchmark's own collector would delay the receipt of whatever
+	// arrives while it runs, and this process allocates more for some
+	// paths' messages (headers) than for others': it is kept out of the
+	// timed changes (the memory limit set in run bounds the heap).
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var gc0 runtime.MemStats
+	runtime.ReadMemStats(&gc0)
+	defer func() {
+		var gc1 runtime.MemStats
+		runtime.ReadMemStats(&gc1)
+		if n := gc1.NumGC - gc0.NumGC; n > 0 {
+			b.rep.note("the benchmark collected garbage %d times while timing %s (round %d): its memory limit was reached", n, p.name, len(p.rounds)+1)
+		}
+	}()
+	const warmup = latencyWarmup
 	recs := []*recorder{b.floor.rec, p.rec}
 	cursors := []int{b.floor.rec.mark(), p.rec.mark()}
 	samples := make([][]time.Duration, len(recs))
+	var starts []time.Time
 	for i := range warmup + b.o.changes {
 		m := mtu()
 		start := time.Now()
+		if i >= warmup {
+			starts = append(starts, start)
+		}
 		if err := b.ns.setMTU(idx, m); err != nil {
 			return err
 		}
@@ -280,6 +333,9 @@ func (b *bench) latencyRound(ctx context.Context, p *path, idx uint32, mtu func(
 				samples[j] = append(samples[j], s.at.Sub(start))
 			}
 		}
+	}
+	for i := range samples[0] {
+		b.changes = append(b.changes, change{path: p.name, round: len(p.rounds) + 1, start: starts[i], floor: samples[0][i], at: samples[1][i]})
 	}
 	for _, s := range samples {
 		slices.Sort(s)
@@ -412,6 +468,7 @@ func (b *bench) record(ps []*path) {
 				floorP50, floorP99 = append(floorP50, r.floorP50), append(floorP99, r.floorP99)
 				b.rep.add(fmt.Sprintf("latency_p50_round%d", i+1), p.name, micros(r.p50), "µs")
 				b.rep.add(fmt.Sprintf("latency_p99_round%d", i+1), p.name, micros(r.p99), "µs")
+				b.rep.add(fmt.Sprintf("latency_runq_wait_round%d", i+1), p.name, micros(r.runqWait), "µs/change")
 			}
 			b.rep.add(fmt.Sprintf("burst_cost_round%d", i+1), p.name, micros(r.cost), "µs/msg")
 		}
@@ -427,6 +484,7 @@ func (b *bench) record(ps []*path) {
 			b.rep.add("latency_p90", p.name, micros(med(func(r roundResult) time.Duration { return r.p90 })), "µs")
 			b.rep.add("latency_p99", p.name, micros(med(func(r roundResult) time.Duration { return r.p99 })), "µs")
 			b.rep.add("latency_max", p.name, micros(med(func(r roundResult) time.Duration { return r.max })), "µs")
+			b.rep.add("latency_runq_wait", p.name, micros(med(func(r roundResult) time.Duration { return r.runqWait })), "µs/change")
 			b.rep.addSamples(p.name, p.samples)
 			lost := 0
 			for _, r := range p.rounds {
@@ -447,6 +505,33 @@ func (b *bench) record(ps []*path) {
 	b.rep.add("rounds", "", float64(b.o.rounds), "")
 	b.rep.note("latency and CPU: each path alone (the others' processes stopped; the floor always on), in %d interleaved rounds of %d MTU changes and a burst of %d veth pairs; each figure is the median over rounds (of two, their mean)", b.o.rounds, b.o.changes, b.o.burst)
 	b.rep.note("burst_cost_ticks is utime+stime from /proc/PID/stat (10 ms ticks); burst_cost is the sum of se.sum_exec_runtime of /proc/PID/task/*/sched (ns); both are CPU time over the burst's kernel messages, counted by the floor socket")
+}
+
+// change is one timed MTU change: its receipt by the floor and by a path.
+type change struct {
+	path  string
+	round int
+	// start is when the request was sent; floor and at are the times
+	// from it to the receipt by the floor and by the path.
+	start     time.Time
+	floor, at time.Duration
+}
+
+// writeChanges writes every timed change to path as CSV: path, round,
+// the request's wall time (Unix ns), floor µs, path µs; to see whether a
+// path's slow changes were slow for the floor too (the kernel, the
+// machine) or for the path alone, and to find them in a trace.
+func writeChanges(path string, cs []change) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "path,round,start_unix_ns,floor_us,path_us")
+	for _, c := range cs {
+		fmt.Fprintf(w, "%s,%d,%d,%.1f,%.1f\n", c.path, c.round, c.start.UnixNano(), micros(c.floor), micros(c.at))
+	}
+	return errors.Join(w.Flush(), f.Close())
 }
 
 // medianRounds returns the median of ds; of an even number, the mean of

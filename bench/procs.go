@@ -192,6 +192,34 @@ func execTime(pid int) (time.Duration, error) {
 	return sum, nil
 }
 
+// runqWait returns the time that process pid's live threads have spent
+// runnable but waiting for a CPU: the sum of the second field of
+// /proc/PID/task/*/schedstat (ns). When it grows with a path's latency,
+// the machine, not the path, made the wait.
+func runqWait(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("/proc/%d/task/*/schedstat: none (%v)", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("%s: %q", t, b)
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
 // cpuTimes returns the CPU time of every process in ps together, as
 // measured by f (cpuTime or execTime).
 func cpuTimes(f func(int) (time.Duration, error), ps ...*proc) (time.Duration, error) {
