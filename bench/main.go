@@ -57,7 +57,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.changes, "changes", 500, "MTU changes timed for latency, per path and round")
 	flag.IntVar(&o.burst, "burst", 1000, "veth pairs created in one `ip -batch` run for the burst, per path and round")
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds in which each path is measured alone")
+	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds in which each path is measured alone")
 	flag.IntVar(&o.pairs, "pairs", 5000, "largest number of veth pairs (with addresses) for the dump and scaling")
 	flag.IntVar(&o.repeats, "repeats", 3, "dumps timed at each number of pairs (the median is reported)")
 	flag.BoolVar(&o.quick, "quick", false, "small sizes for CI: 2 rounds of 100 changes and a burst of 100 pairs, 50/100/200 pairs, 2 repeats (flags given explicitly win)")
