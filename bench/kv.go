@@ -138,8 +138,9 @@ func (b *bench) staleStartup(ctx context.Context) error {
 	return nil
 }
 
-// kvSettle waits until the bucket has taken no write for half a second,
-// so that nlbridge-kv's CPU time includes its writes.
+// kvSettle waits until the bucket has taken no write for half a second
+// (a fifth with -quick), so that nlbridge-kv's CPU time includes its
+// writes.
 func (b *bench) kvSettle(ctx context.Context) error {
 	if b.kvBridge == nil {
 		return nil
@@ -147,6 +148,10 @@ func (b *bench) kvSettle(ctx context.Context) error {
 	js, _, err := b.bucket(ctx)
 	if err != nil {
 		return err
+	}
+	pause := 500 * time.Millisecond
+	if b.o.quick {
+		pause = 200 * time.Millisecond
 	}
 	last := uint64(0)
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
@@ -156,7 +161,7 @@ func (b *bench) kvSettle(ctx context.Context) error {
 		}
 		if seq := info.CachedInfo().State.LastSeq; seq != last {
 			last = seq
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(pause)
 			continue
 		}
 		return nil

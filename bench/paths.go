@@ -191,6 +191,10 @@ func (b *bench) paths() ([]*path, error) {
 		}
 		return []*proc{p}, nil
 	}
+	if len(b.o.only) == 0 && b.o.quick {
+		b.rep.note("-quick leaves out ip -o monitor >/dev/null (CPU only, no target)")
+		return ps, nil
+	}
 	ps = append(ps, mon)
 	if len(b.o.only) == 0 {
 		return ps, nil
