@@ -500,6 +500,7 @@ func (b *bench) record(ps []*path) {
 		}
 		b.rep.add("burst_cost", p.name, micros(med(func(r roundResult) time.Duration { return r.cost })), "µs/msg")
 		b.rep.add("burst_cost_ticks", p.name, micros(med(func(r roundResult) time.Duration { return r.costTicks })), "µs/msg")
+		b.rep.add("burst_kernel_msgs", p.name, float64(med(func(r roundResult) time.Duration { return time.Duration(r.kernelMsgs) })), "msgs")
 		b.rep.paths = append(b.rep.paths, p.name)
 	}
 	b.rep.add("latency_p50", "floor", micros(medianRounds(floorP50)), "µs")
