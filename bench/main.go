@@ -10,7 +10,7 @@
 // child process against an in-process NATS server on a random 127.0.0.1
 // port.
 //
-//	go run ./bench [-quick] [-out DIR] [-changes N] [-burst N] [-rounds R] [-pairs P] [-repeats R]
+//	go run ./bench [-quick] [-out DIR] [-changes N] [-burst N] [-rounds R] [-paths LIST] [-profile] [-pairs P] [-repeats R] [-pipeline=false]
 //
 // It measures latency (MTU changes) and a burst of veth pairs created at
 // once (time to the last event, events lost, CPU per kernel message) for
