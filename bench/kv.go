@@ -35,6 +35,9 @@ func (b *bench) startKV(ctx context.Context, cleanups *[]func()) error {
 		return err
 	}
 	*cleanups = append(*cleanups, func() {
+		if b.kvBridge == nil {
+			return // stopped for the rounds
+		}
 		if err := b.kvBridge.stop(10 * time.Second); err != nil {
 			logf("stop nlbridge-kv: %v", err)
 		}
@@ -142,7 +145,7 @@ func (b *bench) staleStartup(ctx context.Context) error {
 // (a fifth with -quick), so that nlbridge-kv's CPU time includes its
 // writes.
 func (b *bench) kvSettle(ctx context.Context) error {
-	if b.kvBridge == nil {
+	if b.kvSub == nil {
 		return nil
 	}
 	js, _, err := b.bucket(ctx)

@@ -222,6 +222,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return err
 	}
 	cleanups = append(cleanups, func() {
+		if b.bridge == nil {
+			return // stopped for the rounds
+		}
 		if err := b.bridge.stop(10 * time.Second); err != nil {
 			logf("stop nlbridge: %v", err)
 		}
@@ -262,10 +265,11 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 
 	// Latency and CPU, each path alone: the long-running bridges listen
 	// too, so they stop for the rounds and start again for the dumps.
-	for _, p := range []*proc{b.bridge, b.kvBridge} {
-		if err := p.stop(10 * time.Second); err != nil {
-			return fmt.Errorf("%s did not stop cleanly: %w", p.name, err)
+	for _, p := range []**proc{&b.bridge, &b.kvBridge} {
+		if err := (*p).stop(10 * time.Second); err != nil {
+			return fmt.Errorf("%s did not stop cleanly: %w", (*p).name, err)
 		}
+		*p = nil // not to be blamed (explain) or stopped again
 	}
 	idx, err := b.ns.addVeth("lat0", "lat1")
 	if err != nil {
@@ -276,14 +280,18 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return err
 	}
 	if err := b.rounds(ctx, ps, idx); err != nil {
-		return b.explain(err)
+		return err
 	}
-	if b.bridge, err = b.restart(ctx, b.sub, "bench", false); err != nil {
-		return b.explain(err)
+	bridge, err := b.restart(ctx, b.sub, "bench", false)
+	if err != nil {
+		return err
 	}
-	if b.kvBridge, err = b.restart(ctx, b.kvSub, "benchkv", true); err != nil {
-		return b.explain(err)
+	b.bridge = bridge
+	kvBridge, err := b.restart(ctx, b.kvSub, "benchkv", true)
+	if err != nil {
+		return err
 	}
+	b.kvBridge = kvBridge
 	if err := b.scaling(ctx); err != nil {
 		return b.explain(fmt.Errorf("scaling: %w", err))
 	}
@@ -370,6 +378,9 @@ func waitSync(ctx context.Context, s *bridgeSub, reason string, timeout time.Dur
 // restart starts nlbridge again as host, with the state bucket or without,
 // and waits for its startup SYNC.
 func (b *bench) restart(ctx context.Context, s *bridgeSub, host string, kv bool) (*proc, error) {
+	for len(s.syncs) > 0 {
+		<-s.syncs // the rounds' bridges' SYNCs
+	}
 	p, err := startBridge(b.ns, b.bin, b.o.out, host, "json", b.url, kv)
 	if err != nil {
 		return nil, err
