@@ -44,6 +44,9 @@ import (
 	"github.com/nlbridge/nlbridge/internal/nstest"
 )
 
+// pathNames are the paths that -paths may name, in round order.
+var pathNames = []string{"relay", "nlbridge", "nlbridge-embedded", "nlbridge-kv", "pipeline", "ip-monitor"}
+
 // options are the command-line flags.
 type options struct {
 	changes, burst, rounds, pairs, repeats int
@@ -68,6 +71,12 @@ func main() {
 	flag.Parse()
 	if *paths != "" {
 		o.only = strings.Split(*paths, ",")
+		for _, name := range o.only {
+			if !slices.Contains(pathNames, name) {
+				fmt.Fprintf(os.Stderr, "bench: -paths: no path %q (want some of %s)\n", name, strings.Join(pathNames, ","))
+				os.Exit(2)
+			}
+		}
 	}
 	if o.quick {
 		set := map[string]bool{}
