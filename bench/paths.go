@@ -82,13 +82,17 @@ type roundResult struct {
 // latencyWarmup is how many MTU changes of each round are not counted.
 const latencyWarmup = 20
 
-// relaySubject is where the relay publishes.
-const relaySubject = "bench.relay"
+// relaySubject and relayPollerSubject are where the relay publishes, and
+// the relay that waits through the runtime's poller.
+const (
+	relaySubject       = "bench.relay"
+	relayPollerSubject = "bench.relay-poller"
+)
 
 // paths returns the paths measured in rounds, in round order: the relay
 // first, the reference of the targets.
 func (b *bench) paths() ([]*path, error) {
-	relayRec, err := subscribeRelay(b.nc, relaySubject)
+	relayRec, err := subscribeRelay(b.nc, "relay", relaySubject)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +106,27 @@ func (b *bench) paths() ([]*path, error) {
 		}
 		relay.stop = func() error { return p.stop(5 * time.Second) }
 		return []*proc{p}, nil
+	}
+
+	// The relay waiting through the Go runtime's poller, as nlbridge
+	// does: measured only when -paths names it, to see what that way of
+	// waiting costs.
+	var poller *path
+	if slices.Contains(b.o.only, "relay-poller") {
+		rec, err := subscribeRelay(b.nc, "relay-poller", relayPollerSubject)
+		if err != nil {
+			return nil, err
+		}
+		poller = &path{name: "relay-poller", rec: rec}
+		poller.start = func(ctx context.Context) ([]*proc, error) {
+			p, err := startRelay(b.ns, b.relayBin, b.o.out, b.url, relayPollerSubject, "-poller")
+			if err != nil {
+				return nil, err
+			}
+			poller.stop = func() error { return p.stop(5 * time.Second) }
+			return []*proc{p}, nil
+		}
+		ps = append(ps, poller)
 	}
 
 	bridge := &path{name: "nlbridge", rec: b.sub.rec}
@@ -553,10 +578,10 @@ func medianRounds(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// subscribeRelay subscribes to the relay's subject: each message is one
-// netlink message as the kernel sent it.
-func subscribeRelay(nc *nats.Conn, subject string) (*recorder, error) {
-	rec := newRecorder("relay")
+// subscribeRelay subscribes to a relay's subject, recording as name: each
+// message is one netlink message as the kernel sent it.
+func subscribeRelay(nc *nats.Conn, name, subject string) (*recorder, error) {
+	rec := newRecorder(name)
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		at := time.Now()
 		var msg netlink.Message
@@ -577,13 +602,13 @@ func subscribeRelay(nc *nats.Conn, subject string) (*recorder, error) {
 
 // startRelay starts the relay (bench/relay) on ns's events, publishing on
 // subject to the server at url; its output goes to dir/relay.log.
-func startRelay(ns *netNS, bin, dir, url, subject string) (*proc, error) {
-	logFile, err := os.Create(filepath.Join(dir, "relay.log"))
+func startRelay(ns *netNS, bin, dir, url, subject string, args ...string) (*proc, error) {
+	logFile, err := os.Create(filepath.Join(dir, "relay"+strings.Join(args, "")+".log"))
 	if err != nil {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, "-netns", ns.path, "-server", strings.TrimPrefix(url, "nats://"), "-subject", subject)
+	cmd := exec.Command(bin, append([]string{"-netns", ns.path, "-server", strings.TrimPrefix(url, "nats://"), "-subject", subject}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// See bench/relay: no preemption signals to its threads in raw calls.
 	cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")

@@ -47,18 +47,19 @@ func main() {
 	netns := flag.String("netns", "", "network namespace file (such as /proc/PID/ns/net) whose rtnetlink events to relay")
 	server := flag.String("server", "", "NATS server, host:port (IPv4)")
 	subject := flag.String("subject", "relay", "subject of every PUB")
+	poller := flag.Bool("poller", false, "wait for netlink through the Go runtime's poller, as nlbridge does, instead of in a blocking recvfrom")
 	flag.Parse()
 	if *netns == "" || *server == "" || *subject == "" {
 		fmt.Fprintln(os.Stderr, "relay: want -netns, -server and -subject")
 		os.Exit(2)
 	}
-	if err := run(*netns, *server, *subject); err != nil {
+	if err := run(*netns, *server, *subject, *poller); err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		os.Exit(1)
 	}
 }
 
-func run(netns, server, subject string) error {
+func run(netns, server, subject string, poller bool) error {
 	// Nothing is allocated per event; a collection would have to stop
 	// threads that sit in raw system calls.
 	debug.SetGCPercent(-1)
@@ -71,6 +72,16 @@ func run(netns, server, subject string) error {
 		return err
 	}
 	r := &relay{nl: nl, fd: fd, subject: subject}
+	if poller {
+		if err := unix.SetNonblock(nl, true); err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		// The runtime polls only descriptors it knows, through os.File.
+		f := os.NewFile(uintptr(nl), "netlink")
+		if r.rc, err = f.SyscallConn(); err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+	}
 	errs := make(chan error, 2)
 	go func() { errs <- r.pong() }()
 	go func() { errs <- r.relay() }()
@@ -186,6 +197,9 @@ func dialNATS(addr string) (int, error) {
 type relay struct {
 	nl, fd  int
 	subject string
+	// rc, when set, waits for the netlink socket through the runtime's
+	// poller (-poller): nlbridge's way, on a P of its own.
+	rc syscall.RawConn
 	// wmu makes each write to fd whole: a blocking write that waits for
 	// buffer space gives up the socket's lock, and a PONG could land in
 	// the middle of a PUB.
@@ -195,12 +209,24 @@ type relay struct {
 // relay reads datagrams from the netlink socket and writes each one's
 // messages as PUB lines in one write. It returns on a socket error.
 func (r *relay) relay() error {
-	runtime.LockOSThread()
+	if r.rc == nil {
+		runtime.LockOSThread() // its raw blocking call holds this thread
+	}
 	buf := make([]byte, 1<<20)
 	out := make([]byte, 0, 1<<21)
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(r.nl), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-			unix.MSG_TRUNC, 0, 0)
+		var n uintptr
+		var e syscall.Errno
+		if r.rc == nil {
+			n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(r.nl), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+				unix.MSG_TRUNC, 0, 0)
+		} else if err := r.rc.Read(func(fd uintptr) bool {
+			n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+				unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+			return e != unix.EAGAIN
+		}); err != nil {
+			return fmt.Errorf("netlink recv: %w", err)
+		}
 		switch e {
 		case 0:
 		case unix.EINTR:
