@@ -25,8 +25,19 @@ import (
 // own, against a server that pings every 100 ms and drops a client after
 // two unanswered pings: each link change arrives as one whole netlink
 // message, and still does a second later, so the pings were answered.
+// Both ways of waiting for netlink: a blocking call, and the poller.
 func TestRelay(t *testing.T) {
 	nstest.SkipUnlessRoot(t)
+	bin := filepath.Join(t.TempDir(), "relay")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	for _, args := range [][]string{nil, {"-poller"}} {
+		t.Run(strings.Join(append([]string{"relay"}, args...), " "), func(t *testing.T) { testRelay(t, bin, args...) })
+	}
+}
+
+func testRelay(t *testing.T, bin string, args ...string) {
 	ns := nstest.New(t)
 	opts := natsserver.DefaultTestOptions
 	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
@@ -34,10 +45,6 @@ func TestRelay(t *testing.T) {
 	srv := natsserver.RunServer(&opts)
 	t.Cleanup(srv.Shutdown)
 
-	bin := filepath.Join(t.TempDir(), "relay")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +59,7 @@ func TestRelay(t *testing.T) {
 	}
 
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "-netns", ns.Path, "-server", strings.TrimPrefix(srv.ClientURL(), "nats://"), "-subject", "relay.test")
+	cmd := exec.Command(bin, append([]string{"-netns", ns.Path, "-server", strings.TrimPrefix(srv.ClientURL(), "nats://"), "-subject", "relay.test"}, args...)...)
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
