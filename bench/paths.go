@@ -77,6 +77,9 @@ type roundResult struct {
 	last, floorLast time.Duration
 	lost            int
 	kernelMsgs      int64
+	// switches counts the times the path's threads left the CPU in the
+	// burst, per kernel message.
+	switches float64
 }
 
 // latencyWarmup is how many MTU changes of each round are not counted.
@@ -400,6 +403,10 @@ func (b *bench) burstRound(ctx context.Context, p *path, procs []*proc, res *rou
 	if err != nil {
 		return err
 	}
+	sw0, err := cpuTimes(switches, procs...)
+	if err != nil {
+		return err
+	}
 	kernel0, over0 := b.floor.rec.msgs.Load(), b.floor.overflows.Load()
 	cursors := make([]int, len(recs))
 	for i, r := range recs {
@@ -463,14 +470,19 @@ func (b *bench) burstRound(ctx context.Context, p *path, procs []*proc, res *rou
 	if err != nil {
 		return err
 	}
+	sw1, err := cpuTimes(switches, procs...)
+	if err != nil {
+		return err
+	}
 	res.kernelMsgs = kernel
 	if kernel > 0 {
 		res.cost = (exec1 - exec0) / time.Duration(kernel)
 		res.costTicks = (ticks1 - ticks0) / time.Duration(kernel)
+		res.switches = float64(sw1-sw0) / float64(kernel)
 	}
 	if p.rec != nil {
-		logf("  burst: %s %.1f µs per kernel message (%d messages), last link after %.0f ms (floor %.0f ms), %d lost",
-			p.name, micros(res.cost), kernel, millis(res.last), millis(res.floorLast), res.lost)
+		logf("  burst: %s %.1f µs and %.2f context switches per kernel message (%d messages), last link after %.0f ms (floor %.0f ms), %d lost",
+			p.name, micros(res.cost), res.switches, kernel, millis(res.last), millis(res.floorLast), res.lost)
 	} else {
 		logf("  burst: %s %.1f µs per kernel message (%d messages)", p.name, micros(res.cost), kernel)
 	}
@@ -525,6 +537,11 @@ func (b *bench) record(ps []*path) {
 		}
 		b.rep.add("burst_cost", p.name, micros(med(func(r roundResult) time.Duration { return r.cost })), "µs/msg")
 		b.rep.add("burst_cost_ticks", p.name, micros(med(func(r roundResult) time.Duration { return r.costTicks })), "µs/msg")
+		var sw []time.Duration // in thousandths, for medianRounds
+		for _, r := range p.rounds {
+			sw = append(sw, time.Duration(r.switches*1000))
+		}
+		b.rep.add("burst_switches", p.name, float64(medianRounds(sw))/1000, "per msg")
 		b.rep.add("burst_kernel_msgs", p.name, float64(med(func(r roundResult) time.Duration { return time.Duration(r.kernelMsgs) })), "msgs")
 		b.rep.paths = append(b.rep.paths, p.name)
 	}
