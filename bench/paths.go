@@ -328,9 +328,10 @@ func isMTU(mtu uint32) func(sighting) bool {
 // request to the receipt by the floor and by p.
 func (b *bench) latencyRound(ctx context.Context, p *path, idx uint32, mtu func() uint32, res *roundResult) error {
 	// The benchmark's own collector would delay the receipt of whatever
-	// arrives while it runs, and this process allocates more for some
-	// paths' messages (headers) than for others': it is kept out of the
-	// timed changes (the memory limit set in run bounds the heap).
+	// arrives while it runs (it ran 2 to 6 times per 2,000 changes, for
+	// every path: this process runs the server and the subscribers): it
+	// is kept out of the timed changes (the memory limit set in run
+	// bounds the heap).
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	var gc0 runtime.MemStats

@@ -334,8 +334,8 @@ func (b *bridgeSub) handle(at time.Time, m *nats.Msg, watchMTU string) {
 
 // jsonMTU returns the number after the first "mtu": of an nlbridge JSON
 // event, or 0. It scans rather than decodes: the subscriber's work and
-// garbage would otherwise weigh on the benchmark's process (the NATS
-// server's too) for nlbridge's paths more than for the relay's.
+// garbage weigh on the benchmark's process, which runs the NATS server
+// too, and should be as little for nlbridge's paths as for the relay's.
 func jsonMTU(data []byte) uint32 {
 	_, rest, ok := bytes.Cut(data, []byte(`"mtu":`))
 	if !ok {
