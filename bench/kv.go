@@ -35,6 +35,9 @@ func (b *bench) startKV(ctx context.Context, cleanups *[]func()) error {
 		return err
 	}
 	*cleanups = append(*cleanups, func() {
+		if b.kvBridge == nil {
+			return // stopped for the rounds
+		}
 		if err := b.kvBridge.stop(10 * time.Second); err != nil {
 			logf("stop nlbridge-kv: %v", err)
 		}
@@ -138,15 +141,20 @@ func (b *bench) staleStartup(ctx context.Context) error {
 	return nil
 }
 
-// kvSettle waits until the bucket has taken no write for half a second,
-// so that nlbridge-kv's CPU time includes its writes.
+// kvSettle waits until the bucket has taken no write for half a second
+// (a fifth with -quick), so that nlbridge-kv's CPU time includes its
+// writes.
 func (b *bench) kvSettle(ctx context.Context) error {
-	if b.kvBridge == nil {
+	if b.kvSub == nil {
 		return nil
 	}
 	js, _, err := b.bucket(ctx)
 	if err != nil {
 		return err
+	}
+	pause := 500 * time.Millisecond
+	if b.o.quick {
+		pause = 200 * time.Millisecond
 	}
 	last := uint64(0)
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
@@ -156,7 +164,7 @@ func (b *bench) kvSettle(ctx context.Context) error {
 		}
 		if seq := info.CachedInfo().State.LastSeq; seq != last {
 			last = seq
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(pause)
 			continue
 		}
 		return nil

@@ -1,19 +1,24 @@
 //go:build linux
 
 // Command bench measures nlbridge end to end, as root, in a network
-// namespace of its own, side by side in one run with two other receivers of
+// namespace of its own, side by side in one run with other receivers of
 // the same kernel events: the floor, a plain netlink socket read in this
-// process, and the shell pipeline `ip -o monitor link address | nats pub
-// SUBJ --send-on newline`. It runs the real nlbridge binary as a child
-// process against an in-process NATS server on a random 127.0.0.1 port.
+// process; the relay (bench/relay), the least any bridge through the same
+// NATS server can do; nlbridge with its embedded NATS server; nlbridge with
+// the state bucket; and the shell pipeline `ip -o monitor link address |
+// nats pub SUBJ --send-on newline`. It runs the real nlbridge binary as a
+// child process against an in-process NATS server on a random 127.0.0.1
+// port.
 //
-//	go run ./bench [-quick] [-out DIR] [-changes N] [-burst N] [-pairs P] [-repeats R]
+//	go run ./bench [-quick] [-out DIR] [-changes N] [-burst N] [-rounds R] [-paths LIST] [-profile] [-pairs P] [-repeats R] [-pipeline=false]
 //
-// It measures latency (MTU changes), a burst of veth pairs created at once
-// (time to the last event, events lost, CPU per kernel message), full dumps
-// against `ip -j`, message sizes, startup time, and memory, at several
-// numbers of veth pairs; it writes DIR/results.csv, DIR/latency.png and
-// DIR/scaling.png, and prints a table and the targets it met.
+// It measures latency (MTU changes) and a burst of veth pairs created at
+// once (time to the last event, events lost, CPU per kernel message) for
+// each path alone, in interleaved rounds (paths.go); full dumps against
+// `ip -j`, message sizes, startup time, and memory, at several numbers of
+// veth pairs; it writes DIR/results.csv, DIR/latency.png and
+// DIR/scaling.png, and prints a table, the targets it met, and the
+// README's table of paths in markdown.
 package main
 
 import (
@@ -26,6 +31,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,34 +44,51 @@ import (
 	"github.com/nlbridge/nlbridge/internal/nstest"
 )
 
+// pathNames are the paths that -paths may name, in round order.
+var pathNames = []string{"relay", "nlbridge", "nlbridge-embedded", "nlbridge-kv", "pipeline", "ip-monitor", "relay-poller"}
+
 // options are the command-line flags.
 type options struct {
-	changes, burst, pairs, repeats int
-	quick, pipeline                bool
-	out                            string
+	changes, burst, rounds, pairs, repeats int
+	quick, pipeline, profile               bool
+	out                                    string
+	// only names the paths measured in rounds; empty: all.
+	only []string
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.changes, "changes", 500, "MTU changes timed for latency")
-	flag.IntVar(&o.burst, "burst", 1000, "veth pairs created in one `ip -batch` run for the burst")
+	flag.IntVar(&o.changes, "changes", 500, "MTU changes timed for latency, per path and round")
+	flag.IntVar(&o.burst, "burst", 1000, "veth pairs created in one `ip -batch` run for the burst, per path and round")
+	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds in which each path is measured alone")
 	flag.IntVar(&o.pairs, "pairs", 5000, "largest number of veth pairs (with addresses) for the dump and scaling")
 	flag.IntVar(&o.repeats, "repeats", 3, "dumps timed at each number of pairs (the median is reported)")
-	flag.BoolVar(&o.quick, "quick", false, "small sizes for CI: 100 changes, a burst of 100 pairs, 50/100/200 pairs, 2 repeats (flags given explicitly win)")
-	flag.BoolVar(&o.pipeline, "pipeline", true, "also run the `ip monitor | nats pub` pipeline (false: leave it out, to see how much it disturbs the others)")
+	flag.BoolVar(&o.quick, "quick", false, "small sizes for CI: 2 rounds of 100 changes and a burst of 100 pairs, 50/100/200 pairs, 2 repeats (flags given explicitly win)")
+	flag.BoolVar(&o.pipeline, "pipeline", true, "also measure the `ip monitor | nats pub` pipeline (false: leave it out, a shorter run)")
 	flag.StringVar(&o.out, "out", "bench/out", "directory for the nlbridge binary, its logs, results.csv and the charts")
+	flag.BoolVar(&o.profile, "profile", false, "the nlbridge path writes a Go CPU profile and an execution trace of each round: OUT/nlbridge-roundN.pprof and .trace")
+	paths := flag.String("paths", "", "comma-separated paths measured in rounds (relay, nlbridge, nlbridge-embedded, nlbridge-kv, pipeline, ip-monitor; relay-poller only when named); empty: all")
 	flag.Parse()
-	if o.quick {
-		set := map[string]bool{}
-		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, p := range map[string]*int{"changes": &o.changes, "burst": &o.burst, "pairs": &o.pairs, "repeats": &o.repeats} {
-			if !set[name] {
-				*p = map[string]int{"changes": 100, "burst": 100, "pairs": 200, "repeats": 2}[name]
+	if *paths != "" {
+		o.only = strings.Split(*paths, ",")
+		for _, name := range o.only {
+			if !slices.Contains(pathNames, name) {
+				fmt.Fprintf(os.Stderr, "bench: -paths: no path %q (want some of %s)\n", name, strings.Join(pathNames, ","))
+				os.Exit(2)
 			}
 		}
 	}
-	if o.changes < 1 || o.burst < 1 || o.burst > 10000 || o.pairs < 1 || o.pairs > 10000 || o.repeats < 1 {
-		fmt.Fprintln(os.Stderr, "bench: want -changes ≥ 1, -burst and -pairs from 1 to 10000, -repeats ≥ 1")
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, p := range map[string]*int{"changes": &o.changes, "burst": &o.burst, "rounds": &o.rounds, "pairs": &o.pairs, "repeats": &o.repeats} {
+			if !set[name] {
+				*p = map[string]int{"changes": 100, "burst": 100, "rounds": 2, "pairs": 200, "repeats": 2}[name]
+			}
+		}
+	}
+	if o.changes < 1 || o.burst < 1 || o.burst > 10000 || o.rounds < 1 || o.rounds > 100 || o.pairs < 1 || o.pairs > 10000 || o.repeats < 1 {
+		fmt.Fprintln(os.Stderr, "bench: want -changes ≥ 1, -burst and -pairs from 1 to 10000, -rounds from 1 to 100, -repeats ≥ 1")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -104,8 +127,10 @@ type bench struct {
 	ns  *netNS
 	url string
 	// bin is the nlbridge binary; leanBin the one built without the
-	// embedded NATS server (-tags noembedded).
-	bin, leanBin string
+	// embedded NATS server (-tags noembedded); relayBin is bench/relay.
+	bin, leanBin, relayBin string
+	// natsBin is the nats CLI of the pipeline, "" when it is left out.
+	natsBin string
 	// nc subscribes to nlbridge; pc to the pipeline.
 	nc, pc *nats.Conn
 	floor  *floor
@@ -117,11 +142,13 @@ type bench struct {
 	// receives it (see kv.go).
 	kvBridge *proc
 	kvSub    *bridgeSub
-	// pipe is the shell pipeline, nil when the nats CLI is missing; pipeRec
-	// receives what it publishes.
-	pipe    *pipeline
+	// pipeRec receives what the pipeline publishes.
 	pipeRec *recorder
-	rep     *report
+	// floorSamples are the floor's latency samples of every round;
+	// changes are the timed changes of every round, in order.
+	floorSamples []time.Duration
+	changes      []change
+	rep          *report
 }
 
 // pipeSubject is where the pipeline publishes.
@@ -147,11 +174,17 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		}
 	}()
 
+	// A bound on the heap for the timed changes, when the collector is
+	// off (paths.go); far above what a run holds.
+	debug.SetMemoryLimit(4 << 30)
 	b := &bench{o: o, rep: &report{}}
-	if b.bin, err = buildBridge(ctx, o.out, "nlbridge"); err != nil {
+	if b.bin, err = build(ctx, o.out, "nlbridge", "./cmd/nlbridge"); err != nil {
 		return err
 	}
-	if b.leanBin, err = buildBridge(ctx, o.out, "nlbridge-noembedded", "noembedded"); err != nil {
+	if b.leanBin, err = build(ctx, o.out, "nlbridge-noembedded", "./cmd/nlbridge", "noembedded"); err != nil {
+		return err
+	}
+	if b.relayBin, err = build(ctx, o.out, "relay", "./bench/relay"); err != nil {
 		return err
 	}
 	if b.ns, err = newNetNS(); err != nil {
@@ -198,6 +231,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return err
 	}
 	cleanups = append(cleanups, func() {
+		if b.bridge == nil {
+			return // stopped for the rounds
+		}
 		if err := b.bridge.stop(10 * time.Second); err != nil {
 			logf("stop nlbridge: %v", err)
 		}
@@ -233,26 +269,38 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		logf("%s", msg)
 		b.rep.note("%s", msg)
 	} else {
-		if b.pipeRec, err = subscribePipeline(b.pc, pipeSubject); err != nil {
-			return err
-		}
-		if b.pipe, err = startPipeline(b.ns, natsBin, b.url, pipeSubject, o.out); err != nil {
-			return err
-		}
-		cleanups = append(cleanups, b.pipe.stop)
-		logf("pipeline: ip -o monitor link address (pid %d, in the namespace) | %s -s %s pub %s --send-on newline (pid %d)",
-			b.pipe.ip.pid(), natsBin, b.url, pipeSubject, b.pipe.nats.pid())
+		b.natsBin = natsBin
 	}
 
-	if err := b.latency(ctx); err != nil {
-		return b.explain(fmt.Errorf("latency: %w", err))
+	// Latency and CPU, each path alone: the long-running bridges listen
+	// too, so they stop for the rounds and start again for the dumps.
+	for _, p := range []**proc{&b.bridge, &b.kvBridge} {
+		if err := (*p).stop(10 * time.Second); err != nil {
+			return fmt.Errorf("%s did not stop cleanly: %w", (*p).name, err)
+		}
+		*p = nil // not to be blamed (explain) or stopped again
 	}
-	if err := b.burst(ctx); err != nil {
-		return b.explain(fmt.Errorf("burst: %w", err))
+	idx, err := b.ns.addVeth("lat0", "lat1")
+	if err != nil {
+		return err
 	}
-	if b.pipe != nil {
-		b.pipe.stop() // it has nothing to do with dumps, and would compete for the CPUs while pairs are added
+	ps, err := b.paths()
+	if err != nil {
+		return err
 	}
+	if err := b.rounds(ctx, ps, idx); err != nil {
+		return err
+	}
+	bridge, err := b.restart(ctx, b.sub, "bench", false)
+	if err != nil {
+		return err
+	}
+	b.bridge = bridge
+	kvBridge, err := b.restart(ctx, b.kvSub, "benchkv", true)
+	if err != nil {
+		return err
+	}
+	b.kvBridge = kvBridge
 	if err := b.scaling(ctx); err != nil {
 		return b.explain(fmt.Errorf("scaling: %w", err))
 	}
@@ -275,6 +323,9 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 	if err := b.rep.writeCSV(filepath.Join(o.out, "results.csv")); err != nil {
 		return err
 	}
+	if err := writeChanges(filepath.Join(o.out, "latency.csv"), b.changes); err != nil {
+		return err
+	}
 	if err := b.rep.latencyChart(filepath.Join(o.out, "latency.png")); err != nil {
 		return fmt.Errorf("latency chart: %w", err)
 	}
@@ -282,7 +333,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (err error) {
 		return fmt.Errorf("scaling chart: %w", err)
 	}
 	b.rep.printTable(stdout)
-	fmt.Fprintf(stdout, "\nwrote %s, latency.png, scaling.png\n", filepath.Join(o.out, "results.csv"))
+	fmt.Fprintf(stdout, "\nwrote %s, latency.csv, latency.png, scaling.png\n", filepath.Join(o.out, "results.csv"))
 	return nil
 }
 
@@ -336,197 +387,21 @@ func waitSync(ctx context.Context, s *bridgeSub, reason string, timeout time.Dur
 	}
 }
 
-// receivers returns the recorders of the floor, nlbridge and the pipeline.
-func (b *bench) receivers() []*recorder {
-	r := []*recorder{b.floor.rec, b.sub.rec}
-	if b.kvSub != nil {
-		r = append(r, b.kvSub.rec)
+// restart starts nlbridge again as host, with the state bucket or without,
+// and waits for its startup SYNC.
+func (b *bench) restart(ctx context.Context, s *bridgeSub, host string, kv bool) (*proc, error) {
+	for len(s.syncs) > 0 {
+		<-s.syncs // the rounds' bridges' SYNCs
 	}
-	if b.pipeRec != nil {
-		r = append(r, b.pipeRec)
-	}
-	return r
-}
-
-// latency times MTU changes on a veth from just before the rtnetlink
-// request to each receiver's receipt of the matching event.
-func (b *bench) latency(ctx context.Context) error {
-	idx, err := b.ns.addVeth("lat0", "lat1")
+	p, err := startBridge(b.ns, b.bin, b.o.out, host, "json", b.url, kv)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	recs := b.receivers()
-	cursors := make([]int, len(recs))
-	for i, r := range recs {
-		cursors[i] = r.mark()
+	if _, err := waitSync(ctx, s, "startup", 60*time.Second); err != nil {
+		p.stop(10 * time.Second)
+		return nil, fmt.Errorf("nlbridge %s: %w", host, err)
 	}
-	isMTU := func(mtu uint32) func(sighting) bool {
-		return func(s sighting) bool { return s.name == "lat0" && !s.del && s.mtu == mtu }
-	}
-	// Wait until `ip monitor` listens: change the MTU until the pipeline
-	// reports it.
-	step := 0
-	mtu := func() uint32 { step++; return 1300 + uint32(step%400) }
-	if b.pipeRec != nil {
-		ready := false
-		for range 50 {
-			m := mtu()
-			if err := b.ns.setMTU(idx, m); err != nil {
-				return err
-			}
-			if _, err := b.pipeRec.waitFor(ctx, &cursors[len(recs)-1], 200*time.Millisecond, isMTU(m)); err == nil {
-				ready = true
-				break
-			}
-		}
-		if !ready {
-			return errors.New("the pipeline published nothing for 50 MTU changes in 10 s (see pipeline.log)")
-		}
-	}
-	const warmup = 20
-	samples := make([][]time.Duration, len(recs))
-	logf("latency: %d MTU changes (after %d not counted)", b.o.changes, warmup)
-	for i := range warmup + b.o.changes {
-		m := mtu()
-		start := time.Now()
-		if err := b.ns.setMTU(idx, m); err != nil {
-			return err
-		}
-		for j, r := range recs {
-			s, err := r.waitFor(ctx, &cursors[j], 5*time.Second, isMTU(m))
-			if err != nil {
-				return fmt.Errorf("change %d (mtu %d): %w", i, m, err)
-			}
-			if i >= warmup {
-				samples[j] = append(samples[j], s.at.Sub(start))
-			}
-		}
-	}
-	for j, r := range recs {
-		b.rep.addLatency(r.name, samples[j])
-	}
-	return nil
-}
-
-// burst creates o.burst veth pairs in one `ip -batch` run and measures the
-// time until each receiver has seen every new link, the events it lost,
-// and the CPU time each receiving process used per kernel message.
-func (b *bench) burst(ctx context.Context) error {
-	// The floor's cost: the cheapest process that reads the same events.
-	mon, err := startProc(b.ns, "ip -o monitor link address >/dev/null", exec.Command("ip", "-o", "monitor", "link", "address"))
-	if err != nil {
-		return err
-	}
-	defer mon.stop(5 * time.Second)
-	if err := waitListening(ctx, mon, 5*time.Second); err != nil {
-		return err
-	}
-	recs := b.receivers()
-	for _, r := range recs {
-		if err := r.quiet(ctx, 300*time.Millisecond, 30*time.Second); err != nil {
-			return err
-		}
-	}
-	type group struct {
-		name  string
-		procs []*proc
-		// ticks0 and exec0 are the CPU times before the burst, by
-		// utime+stime and by the scheduler's exec runtime.
-		ticks0, exec0 time.Duration
-	}
-	groups := []*group{{name: "nlbridge", procs: []*proc{b.bridge}}, {name: "ip-monitor>/dev/null", procs: []*proc{mon}}}
-	if b.kvBridge != nil {
-		groups = append(groups, &group{name: "nlbridge-kv", procs: []*proc{b.kvBridge}})
-	}
-	if b.pipe != nil {
-		groups = append(groups, &group{name: "pipeline", procs: []*proc{b.pipe.ip, b.pipe.nats}})
-	}
-	for _, g := range groups {
-		if g.ticks0, err = cpuTimes(cpuTime, g.procs...); err != nil {
-			return err
-		}
-		if g.exec0, err = cpuTimes(execTime, g.procs...); err != nil {
-			return err
-		}
-	}
-	kernel0, over0 := b.floor.rec.msgs.Load(), b.floor.overflows.Load()
-	cursors := make([]int, len(recs))
-	for i, r := range recs {
-		cursors[i] = r.mark()
-	}
-
-	const prefix = "bx"
-	want := 2 * b.o.burst
-	logf("burst: %d veth pairs in one ip -batch run", b.o.burst)
-	start := time.Now()
-	if err := b.ns.ipBatch(ctx, 5*time.Minute, burstBatch(prefix, b.o.burst)); err != nil {
-		return err
-	}
-	batch := time.Since(start)
-	deadline := start.Add(60 * time.Second)
-	b.rep.add("burst_expected", "", float64(want), "events")
-	b.rep.add("burst_ip_batch", "ip -batch", millis(batch), "ms")
-	for j, r := range recs {
-		seen := map[string]bool{}
-		var last time.Time
-		_, err := r.waitFor(ctx, &cursors[j], time.Until(deadline), func(s sighting) bool {
-			if !s.del && strings.HasPrefix(s.name, prefix) && !seen[s.name] {
-				seen[s.name] = true
-				last = s.at
-			}
-			return len(seen) == want
-		})
-		if err != nil && ctx.Err() != nil {
-			return err
-		}
-		if err != nil {
-			logf("burst: %s saw %d of %d new links within 60 s", r.name, len(seen), want)
-		}
-		b.rep.add("burst_last", r.name, millis(last.Sub(start)), "ms")
-		b.rep.add("burst_seen", r.name, float64(len(seen)), "events")
-		b.rep.add("burst_lost", r.name, float64(want-len(seen)), "events")
-	}
-	// Let every receiver finish what the burst caused before reading CPU.
-	for _, r := range recs {
-		if err := r.quiet(ctx, time.Second, 60*time.Second); err != nil {
-			return err
-		}
-	}
-	if err := b.kvSettle(ctx); err != nil {
-		return err
-	}
-	kernel := b.floor.rec.msgs.Load() - kernel0
-	if n := b.floor.overflows.Load() - over0; n > 0 {
-		b.rep.note("the floor socket overflowed %d times during the burst: its kernel message count is low", n)
-	}
-	b.rep.add("burst_kernel_msgs", "floor", float64(kernel), "msgs")
-	for _, g := range groups {
-		ticks1, err := cpuTimes(cpuTime, g.procs...)
-		if err != nil {
-			return err
-		}
-		exec1, err := cpuTimes(execTime, g.procs...)
-		if err != nil {
-			return err
-		}
-		ticks, exec := ticks1-g.ticks0, exec1-g.exec0
-		b.rep.add("burst_cpu_ticks", g.name, millis(ticks), "ms")
-		b.rep.add("burst_cost_ticks", g.name, micros(ticks)/float64(kernel), "µs/msg")
-		b.rep.add("burst_cpu", g.name, millis(exec), "ms")
-		b.rep.add("burst_cost", g.name, micros(exec)/float64(kernel), "µs/msg")
-	}
-	b.rep.note("burst_cpu_ticks is utime+stime from /proc/PID/stat (10 ms ticks); burst_cpu is the sum of se.sum_exec_runtime of /proc/PID/task/*/sched (ns); burst_cost is CPU time over the burst's %d kernel messages, counted by the floor socket", kernel)
-
-	// Remove the burst's links so that the dumps see only their own.
-	if err := b.ns.ipBatch(ctx, 5*time.Minute, deleteBatch(prefix, b.o.burst)); err != nil {
-		return err
-	}
-	for _, r := range recs {
-		if err := r.quiet(ctx, 500*time.Millisecond, 60*time.Second); err != nil {
-			return err
-		}
-	}
-	return nil
+	return p, nil
 }
 
 // waitListening waits until process p has a NETLINK_ROUTE socket joined
@@ -756,10 +631,11 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// buildBridge builds the nlbridge binary into dir, from the module that
-// holds the current directory, the way a release is built (README, Install;
-// Dockerfile): static, without cgo, so that no C library is mapped.
-func buildBridge(ctx context.Context, dir, name string, tags ...string) (string, error) {
+// build builds the command pkg of the module that holds the current
+// directory into dir/name, the way a release of nlbridge is built
+// (README, Install; Dockerfile): static, without cgo, so that no C library
+// is mapped.
+func build(ctx context.Context, dir, name, pkg string, tags ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
@@ -771,11 +647,11 @@ func buildBridge(ctx context.Context, dir, name string, tags ...string) (string,
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/nlbridge")...)
+	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("CGO_ENABLED=0 go build ./cmd/nlbridge: %w: %s", err, out)
+		return "", fmt.Errorf("CGO_ENABLED=0 go build %s: %w: %s", pkg, err, out)
 	}
 	return bin, nil
 }
@@ -783,7 +659,7 @@ func buildBridge(ctx context.Context, dir, name string, tags ...string) (string,
 // startBridge writes a configuration for host and starts nlbridge with it,
 // watching ns and publishing to url, with the state bucket "netlink" or
 // without; its log goes to dir/nlbridge-HOST.log.
-func startBridge(ns *netNS, bin, dir, host, encoding, url string, kv bool) (*proc, error) {
+func startBridge(ns *netNS, bin, dir, host, encoding, url string, kv bool, args ...string) (*proc, error) {
 	bucket := ""
 	if kv {
 		bucket = "netlink"
@@ -802,6 +678,13 @@ kv:
   bucket: %q
   storage: memory
 `, host, ns.path, url, encoding, bucket)
+	return startConfigured(bin, dir, host, cfg, args...)
+}
+
+// startConfigured starts nlbridge as host with the configuration cfg,
+// written to dir/nlbridge-HOST.yaml, and args added to `nlbridge run`'s;
+// its log goes to dir/nlbridge-HOST.log.
+func startConfigured(bin, dir, host, cfg string, args ...string) (*proc, error) {
 	path := filepath.Join(dir, "nlbridge-"+host+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -811,7 +694,7 @@ kv:
 		return nil, err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "run", "--config", path)
+	cmd := exec.Command(bin, append([]string{"run", "--config", path}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	return startProc(nil, "nlbridge "+host, cmd)
 }

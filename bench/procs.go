@@ -192,6 +192,65 @@ func execTime(pid int) (time.Duration, error) {
 	return sum, nil
 }
 
+// runqWait returns the time that process pid's live threads have spent
+// runnable but waiting for a CPU: the sum of the second field of
+// /proc/PID/task/*/schedstat (ns). When it grows with a path's latency,
+// the machine, not the path, made the wait.
+func runqWait(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("/proc/%d/task/*/schedstat: none (%v)", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("%s: %q", t, b)
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
+// switches returns how many times process pid's live threads have left
+// the CPU: voluntary_ctxt_switches (to sleep) plus
+// nonvoluntary_ctxt_switches (preempted) of /proc/PID/task/*/status. It
+// is returned as a Duration of that many nanoseconds, to be summed by
+// cpuTimes.
+func switches(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("/proc/%d/task/*/status: none (%v)", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.Lines(string(b)) {
+			for _, f := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+				if v, ok := strings.CutPrefix(line, f); ok {
+					n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					if err != nil {
+						return 0, fmt.Errorf("%s: %w", t, err)
+					}
+					sum += time.Duration(n)
+				}
+			}
+		}
+	}
+	return sum, nil
+}
+
 // cpuTimes returns the CPU time of every process in ps together, as
 // measured by f (cpuTime or execTime).
 func cpuTimes(f func(int) (time.Duration, error), ps ...*proc) (time.Duration, error) {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -236,6 +237,8 @@ type bridgeSub struct {
 	prefix string
 	// cbor says the payloads are CBOR.
 	cbor bool
+	// watchMTU is the interface whose MTU is parsed from link events.
+	watchMTU string
 	// first gets the arrival time of the first message; capacity 1.
 	first chan time.Time
 	// syncs gets every SYNC; buffered.
@@ -252,22 +255,34 @@ type bridgeSub struct {
 // The callback parses only what it must: the SYNC, and the MTU of link
 // events of the interface watchMTU.
 func subscribeBridge(nc *nats.Conn, name, host string, cborEnc bool, watchMTU string) (*bridgeSub, error) {
-	b := &bridgeSub{
-		rec:    newRecorder(name),
-		prefix: "netlink." + host + ".",
-		cbor:   cborEnc,
-		first:  make(chan time.Time, 1),
-		syncs:  make(chan syncMsg, 256),
+	b := newBridgeSub(newRecorder(name), host, cborEnc, watchMTU)
+	return b, b.subscribe(nc)
+}
+
+// newBridgeSub returns a receiver of host's messages that records into
+// rec, not subscribed yet.
+func newBridgeSub(rec *recorder, host string, cborEnc bool, watchMTU string) *bridgeSub {
+	return &bridgeSub{
+		rec:      rec,
+		prefix:   "netlink." + host + ".",
+		cbor:     cborEnc,
+		watchMTU: watchMTU,
+		first:    make(chan time.Time, 1),
+		syncs:    make(chan syncMsg, 256),
 	}
-	sub, err := nc.Subscribe(b.prefix+">", func(m *nats.Msg) { b.handle(time.Now(), m, watchMTU) })
+}
+
+// subscribe subscribes b on nc.
+func (b *bridgeSub) subscribe(nc *nats.Conn) error {
+	sub, err := nc.Subscribe(b.prefix+">", func(m *nats.Msg) { b.handle(time.Now(), m, b.watchMTU) })
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s>: %w", b.prefix, err)
+		return fmt.Errorf("subscribe %s>: %w", b.prefix, err)
 	}
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return nil, err
+		return err
 	}
 	b.sub = sub
-	return b, nc.Flush()
+	return nc.Flush()
 }
 
 func (b *bridgeSub) handle(at time.Time, m *nats.Msg, watchMTU string) {
@@ -312,12 +327,28 @@ func (b *bridgeSub) handle(at time.Time, m *nats.Msg, watchMTU string) {
 	}
 	s := &sighting{at: at, name: name, del: tok[2] == "del"}
 	if name == watchMTU && !b.cbor {
-		var doc struct{ Link struct{ MTU uint32 } }
-		if json.Unmarshal(m.Data, &doc) == nil {
-			s.mtu = doc.Link.MTU
-		}
+		s.mtu = jsonMTU(m.Data)
 	}
 	b.rec.message(at, s)
+}
+
+// jsonMTU returns the number after the first "mtu": of an nlbridge JSON
+// event, or 0. It scans rather than decodes: the subscriber's work and
+// garbage weigh on the benchmark's process, which runs the NATS server
+// too, and should be as little for nlbridge's paths as for the relay's.
+func jsonMTU(data []byte) uint32 {
+	_, rest, ok := bytes.Cut(data, []byte(`"mtu":`))
+	if !ok {
+		return 0
+	}
+	var v uint32
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			break
+		}
+		v = v*10 + uint32(c-'0')
+	}
+	return v
 }
 
 // subscribePipeline subscribes to the lines that `ip -o monitor link

@@ -104,6 +104,8 @@ func runCmd(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nlbridge run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML configuration `file` (default: built-in defaults, see config.example.yaml)")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the whole run to `file` (for measuring)")
+	tracePath := fs.String("trace", "", "write a Go execution trace of the whole run to `file` (for measuring)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: nlbridge run [--config FILE]\n\nWatches rtnetlink and publishes every link and address event to NATS.\n\n")
 		fs.PrintDefaults()
@@ -124,6 +126,16 @@ func runCmd(args []string, stderr io.Writer) int {
 		runtime.GOMAXPROCS(1)
 	}
 	log := newLogger(cfg.Log, stderr)
+	stopProfiles, err := startProfiles(*cpuProfile, *tracePath)
+	if err != nil {
+		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
+		return 2
+	}
+	defer func() {
+		if err := stopProfiles(); err != nil {
+			log.Error("profiles", "error", err)
+		}
+	}()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {

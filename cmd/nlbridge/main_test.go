@@ -33,6 +33,8 @@ func TestRealMainUsage(t *testing.T) {
 		{[]string{"run", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
 		{[]string{"run", "extra"}, 2, "", `unexpected argument "extra"`},
 		{[]string{"run", "--help"}, 0, "", "Usage: nlbridge run"},
+		{[]string{"run", "--trace", filepath.Join(dir, "missing", "t.out")}, 2, "", "trace: open"},
+		{[]string{"run", "--cpuprofile", filepath.Join(dir, "missing", "cpu.out")}, 2, "", "cpu profile: open"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
