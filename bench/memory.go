@@ -59,10 +59,11 @@ func (b *bench) memory(ctx context.Context) error {
 		return err
 	}
 	defer s.sub.Unsubscribe()
-	metricsAddr, err := freePort()
+	port, err := freePort()
 	if err != nil {
 		return err
 	}
+	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	p, err := startMemBridge(ns, b.bin, b.o.out, host, b.url, metricsAddr)
 	if err != nil {
 		return err
@@ -227,16 +228,6 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 		}
 	}
 	return out, sc.Err()
-}
-
-// freePort returns a loopback address with a port free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // flagGiven reports whether the named flag was on the command line.
