@@ -300,7 +300,7 @@ func TestDecodeCBORErrors(t *testing.T) {
 		{"byte string", mk(func(m map[string]any) { m["host"] = []byte("h") }), "host: want a string, got a byte string"},
 		{"tag", mk(func(m map[string]any) { m["time"] = cbor.RawMessage(tag) }), "tag"},
 		{"duplicate key", []byte{0xa2, 0x61, 'v', 0x01, 0x61, 'v', 0x01}, "duplicate"},
-		{"integer key", []byte{0xa1, 0x01, 0x01}, "cannot unmarshal"},
+		{"integer key", []byte{0xa1, 0x01, 0x01}, "a map key is an unsigned integer, not a text string"},
 		{"invalid UTF-8", []byte{0xa1, 0x61, 0xff, 0x01}, "UTF-8"},
 		{"trailing data", append(mk(func(map[string]any) {}), 0x00), "extraneous data"},
 		{"not a map", []byte{0x01}, "the message is 1, not a map"},
