@@ -237,7 +237,10 @@ type decoder struct {
 
 func (d *decoder) fail(o object, key, format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%s%s: %s", o.path, key, fmt.Sprintf(format, args...))
+		if o.path != "" {
+			key = o.path + "." + key
+		}
+		d.err = fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -280,7 +283,11 @@ func (d *decoder) object(o object, key string) (object, bool) {
 		d.fail(o, key, "want an object, got %s", describe(v))
 		return object{}, false
 	}
-	return object{path: o.path + key + ".", t: o.t, v: v}, true
+	path := key // a constant: no allocation for the objects that events have
+	if o.path != "" {
+		path = o.path + "." + key
+	}
+	return object{path: path, t: o.t, v: v}, true
 }
 
 func (d *decoder) str(o object, key string) string {
@@ -427,7 +434,8 @@ func (d *decoder) named(o object, key string, table *[256]string) uint8 {
 		return uint8(i)
 	}
 	// The names of the table's first entries, written as numbers.
-	if u, err := strconv.ParseUint(s, 10, 8); err == nil && strconv.FormatUint(u, 10) == s {
+	var buf [3]byte
+	if u, err := strconv.ParseUint(s, 10, 8); err == nil && string(strconv.AppendUint(buf[:0], u, 10)) == s {
 		return uint8(u)
 	}
 	d.fail(o, key, "unknown name %s", quote(s))
@@ -472,7 +480,8 @@ func bitOf(s string, names *[32]string) (uint32, bool) {
 	if hex, ok := strings.CutPrefix(s, "0x"); ok {
 		u, err := strconv.ParseUint(hex, 16, 32)
 		// One bit, written as the encoders write it.
-		if err != nil || bits.OnesCount64(u) != 1 || strconv.FormatUint(u, 16) != hex {
+		var buf [8]byte
+		if err != nil || bits.OnesCount64(u) != 1 || string(strconv.AppendUint(buf[:0], u, 16)) != hex {
 			return 0, false
 		}
 		return uint32(u), true

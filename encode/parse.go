@@ -177,7 +177,7 @@ func (t *tree) end() {
 }
 
 // object is one object of a message, with its path for errors: "" for the
-// message, "link." or "addr." for the object it carries.
+// message, "link" or "addr" for the object it carries.
 type object struct {
 	path string
 	t    *tree
