@@ -35,9 +35,14 @@ var ErrInvalidMessage = errors.New("encode: invalid message")
 // fraction, null), integers out of range of their field, unknown names,
 // malformed times, MACs and addresses, and enabled or running that
 // disagree with flags are errors wrapping ErrInvalidMessage, which name the
-// key. It checks what makes a message an event, not every limit of the
+// key. So are text that is not valid UTF-8 (in JSON, escapes of lone
+// surrogates too), nesting deeper than an event's, and anything after the
+// message. It checks what makes a message an event, not every limit of the
 // schema: it accepts every message that JSON and CBOR write, and encoding a
 // decoded event again gives the same document. It never panics.
+//
+// The event shares no memory with data. Decode allocates a copy of the
+// message, which it reads, and the strings and MAC that the event keeps.
 func Decode(contentType string, data []byte) (event.Event, error) {
 	parse, kind := parseJSON, "JSON"
 	switch mediaType(contentType) {
