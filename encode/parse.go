@@ -21,28 +21,28 @@ import (
 // so that a hostile message cannot make the parser recurse far.
 const maxDepth = 3
 
-// maxValues bounds the values of a message, so that the tree has a fixed
-// size. The largest event has 1 + 9 + 32 + 13 + 32: the message, its
-// members, changed with every bit named once, the link or addr and its
-// flags.
+// maxValues bounds the values of a message, so that a hostile one cannot
+// make the tree large. An event has fewer than 90: the message and its 9
+// members, up to 32 names in changed, the 13 members of its link or addr
+// and up to 32 flags.
 const maxValues = 128
 
 // valueKind is the type of a value, as both encodings have it.
 type valueKind uint8
 
 const (
-	kindNull   valueKind = iota
-	kindFalse            // the two booleans are kinds of their own
-	kindTrue             //
-	kindString           // str is the text
-	kindNumber           // a JSON number; str is its literal
-	kindUint             // a CBOR unsigned integer, num
-	kindNegInt           // a CBOR negative integer, -1 - num
-	kindFloat            // a CBOR float; num holds its float64 bits
-	kindBytes            // a CBOR byte string
-	kindSimple           // a CBOR simple value other than false, true and null; num
-	kindObject           // a JSON object or CBOR map with text keys
-	kindArray            //
+	kindNull  valueKind = iota
+	kindFalse           // the booleans are kinds of their own
+	kindTrue
+	kindString // str is the text
+	kindNumber // a JSON number; str is its literal
+	kindUint   // a CBOR unsigned integer, num
+	kindNegInt // a CBOR negative integer, -1 - num
+	kindFloat  // a CBOR float; num holds its float64 bits
+	kindBytes  // a CBOR byte string
+	kindSimple // a CBOR simple value other than false, true and null; num
+	kindObject // a JSON object or CBOR map with text keys
+	kindArray
 )
 
 // value is one value of a parsed message.
@@ -172,8 +172,12 @@ func (t *tree) begin(kind valueKind) error {
 }
 
 // end closes the innermost container.
-func (t *tree) end() {
+func (t *tree) end() error {
+	if t.depth == 0 {
+		return errors.New("an end outside a container") // the parsers never do this
+	}
 	t.depth--
+	return nil
 }
 
 // object is one object of a message, with its path for errors: "" for the

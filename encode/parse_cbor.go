@@ -186,8 +186,7 @@ func (r *cborReader) container(t *tree, major, info byte, n uint64) error {
 			return err
 		}
 	}
-	t.end()
-	return nil
+	return t.end()
 }
 
 // key reads a map key, which must be a text string.

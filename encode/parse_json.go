@@ -46,7 +46,7 @@ func parseJSON(t *tree, text string, data []byte) error {
 			}
 		case '}', ']':
 			if _, err = p.dec.ReadToken(); err == nil {
-				t.end()
+				err = t.end()
 			}
 		default: // a scalar, or KindInvalid and the error that ReadValue returns
 			err = p.scalar(t, text)
