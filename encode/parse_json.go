@@ -51,8 +51,10 @@ func parseJSON(t *tree, text string, data []byte) error {
 		default: // a scalar, or KindInvalid and the error that ReadValue returns
 			err = p.scalar(t, text)
 		}
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF // there is no message yet
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// A message cut short, or none: say only that, as a reader of
+			// a stream would.
+			return io.ErrUnexpectedEOF
 		}
 		if err != nil {
 			return err
