@@ -32,6 +32,37 @@ func benchmarkAppend(b *testing.B, enc Encoder, ev event.Event) {
 	}
 }
 
+// BenchmarkDecode measures Decode for each encoding on a link, an IPv6
+// address, an IPv4 address with a peer and a SYNC.
+func BenchmarkDecode(b *testing.B) {
+	evs := decodeEvents()
+	for _, enc := range []Encoder{JSON{}, CBOR{}} {
+		for _, tt := range []struct {
+			name string
+			ev   event.Event
+		}{
+			{"link", vethLink()},
+			{"addr6", ipv6Addr()},
+			{"addr4", evs["ipv4 with peer, broadcast, label, lifetimes, changed"]},
+			{"sync", evs["sync"]},
+		} {
+			b.Run(enc.ContentType()[len("application/"):]+"/"+tt.name, func(b *testing.B) {
+				data, err := enc.Append(nil, &tt.ev)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(len(data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := Decode(enc.ContentType(), data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
 // The Reflect benchmarks measure the plain way: a mirror struct built for
 // each event and encoded by encoding/json, which JSON replaces, or by
 // fxamacker/cbor with a prebuilt EncMode, which CBOR does with mirror

@@ -1,23 +1,18 @@
 package encode
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"mime"
 	"net"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/fxamacker/cbor/v2"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -40,29 +35,33 @@ var ErrInvalidMessage = errors.New("encode: invalid message")
 // fraction, null), integers out of range of their field, unknown names,
 // malformed times, MACs and addresses, and enabled or running that
 // disagree with flags are errors wrapping ErrInvalidMessage, which name the
-// key. It checks what makes a message an event, not every limit of the
+// key. So are text that is not valid UTF-8 (in JSON, escapes of lone
+// surrogates too), nesting deeper than an event's, and anything after the
+// message. It checks what makes a message an event, not every limit of the
 // schema: it accepts every message that JSON and CBOR write, and encoding a
 // decoded event again gives the same document. It never panics.
+//
+// The event shares no memory with data. Decode allocates a copy of the
+// message, which it reads, and the strings and MAC that the event keeps.
 func Decode(contentType string, data []byte) (event.Event, error) {
-	var (
-		doc  map[string]any
-		err  error
-		kind string
-	)
+	parse, kind := parseJSON, "JSON"
 	switch mediaType(contentType) {
 	case "application/json":
-		kind = "JSON"
-		doc, err = parseJSON(data)
 	case "application/cbor":
-		kind = "CBOR"
-		doc, err = parseCBOR(data)
+		parse, kind = parseCBOR, "CBOR"
 	default:
 		return event.Event{}, fmt.Errorf("encode: cannot decode Content-Type %q: want application/json or application/cbor", contentType)
 	}
-	if err != nil {
+	t := getTree()
+	defer t.release()
+	// One copy of the message, of which the tree's strings are parts: the
+	// strings that the event keeps are copied again, so that it does not
+	// keep the whole message.
+	text := string(data)
+	if err := parse(t, text, data); err != nil {
 		return event.Event{}, fmt.Errorf("%w: %s: %w", ErrInvalidMessage, kind, err)
 	}
-	ev, err := eventOf(doc)
+	ev, err := eventOf(t)
 	if err != nil {
 		return event.Event{}, fmt.Errorf("%w: %s: %w", ErrInvalidMessage, kind, err)
 	}
@@ -71,158 +70,15 @@ func Decode(contentType string, data []byte) (event.Event, error) {
 
 // mediaType returns the lower-case media type of a Content-Type, or "".
 func mediaType(contentType string) string {
+	switch contentType {
+	case "application/json", "application/cbor":
+		return contentType // what nlbridge sends, without parsing it each time
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return ""
 	}
 	return mt
-}
-
-// maxDepth is how deep a message nests: the event, its link or addr
-// object, and their flags. Deeper documents are rejected as they are read,
-// so that a hostile message cannot make the parser recurse far.
-const maxDepth = 3
-
-// parseJSON reads one JSON object into maps, slices, strings, booleans,
-// nil and json.Number, rejecting duplicate keys (which encoding/json would
-// quietly let the last one win) and anything after the object.
-func parseJSON(data []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := jsonValue(dec, 0)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("the message is %s, not an object", describe(v))
-	}
-	return m, nil
-}
-
-func jsonValue(dec *json.Decoder, depth int) (any, error) {
-	tok, err := jsonToken(dec)
-	if err != nil {
-		return nil, err
-	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil // string, bool, json.Number or nil
-	}
-	if depth == maxDepth {
-		return nil, errors.New("nested too deeply")
-	}
-	if delim == '[' {
-		a := []any{}
-		for dec.More() {
-			v, err := jsonValue(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, v)
-		}
-		_, err := jsonToken(dec) // ']'
-		return a, err
-	}
-	// The decoder hands out only '{' and '[' here: it reports a stray '}'
-	// or ']' as a syntax error.
-	m := make(map[string]any)
-	for dec.More() {
-		tok, err := jsonToken(dec)
-		if err != nil {
-			return nil, err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("object key %v is not a string", tok)
-		}
-		if _, dup := m[key]; dup {
-			return nil, fmt.Errorf("duplicate key %q", key)
-		}
-		v, err := jsonValue(dec, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		m[key] = v
-	}
-	_, err = jsonToken(dec) // '}'
-	return m, err
-}
-
-// jsonToken reads a token inside the message, where the end of the data
-// is unexpected.
-func jsonToken(dec *json.Decoder) (json.Token, error) {
-	tok, err := dec.Token()
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return tok, err
-}
-
-// cborDecMode reads CBOR into maps with text keys, slices, strings,
-// booleans, nil, uint64 (unsigned integers) and int64 (negative ones). It
-// rejects duplicate keys, invalid UTF-8, tags and byte-string keys, and
-// nesting deeper than a message has.
-var cborDecMode = func() cbor.DecMode {
-	dm, err := cbor.DecOptions{
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		MaxNestedLevels:  maxDepth + 1, // the least fxamacker/cbor allows
-		IntDec:           cbor.IntDecConvertNone,
-		DefaultMapType:   reflect.TypeFor[map[string]any](),
-		MapKeyByteString: cbor.MapKeyByteStringForbidden,
-		UTF8:             cbor.UTF8RejectInvalid,
-		TagsMd:           cbor.TagsForbidden,
-	}.DecMode()
-	if err != nil {
-		panic("encode: CBOR decoding options: " + err.Error())
-	}
-	return dm
-}()
-
-// parseCBOR reads one CBOR map; data after it is an error.
-func parseCBOR(data []byte) (map[string]any, error) {
-	var v any
-	if err := cborDecMode.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("the message is %s, not a map", describe(v))
-	}
-	return m, nil
-}
-
-// describe says what a decoded value is, for errors.
-func describe(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		if len(v) > 40 {
-			return strconv.Quote(v[:40]) + "…"
-		}
-		return strconv.Quote(v)
-	case bool:
-		return strconv.FormatBool(v)
-	case json.Number:
-		return string(v)
-	case uint64:
-		return strconv.FormatUint(v, 10)
-	case int64:
-		return strconv.FormatInt(v, 10)
-	case float32, float64:
-		return fmt.Sprintf("the floating-point number %v", v)
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "an array"
-	case []byte:
-		return "a byte string"
-	}
-	return fmt.Sprintf("a value of type %T", v)
 }
 
 // The keys each object may have, in wire order.
@@ -234,54 +90,56 @@ var (
 	addrKeys      = []string{"index", "id", "ifname", "family", "address", "peer", "prefix_len", "broadcast", "scope", "label", "flags", "valid_lft", "preferred_lft"}
 )
 
-// eventOf turns a parsed message into an event.
-func eventOf(doc map[string]any) (event.Event, error) {
+// eventOf reads the event from a parsed message. The strings it keeps are
+// copied out of the message.
+func eventOf(t *tree) (event.Event, error) {
 	var d decoder
-	top := object{m: doc}
+	top := object{t: t, v: &t.values[0]}
 	var ev event.Event
 	if v := d.uint(top, "v", math.MaxUint64); d.err == nil && v != event.SchemaVersion {
 		d.fail(top, "v", "schema version %d, want %d", v, event.SchemaVersion)
 	}
-	typ := d.str(top, "type")
+	name := d.str(top, "type")
 	if d.err != nil {
 		return ev, d.err
 	}
-	t, ok := event.ParseType(typ)
+	typ, ok := event.ParseType(name)
 	switch {
-	case t.IsLink():
+	case typ.IsLink():
 		d.known(top, linkEventKeys)
-	case t.IsAddr():
+	case typ.IsAddr():
 		d.known(top, addrEventKeys)
-	case t == event.Sync:
+	case typ == event.Sync:
 		d.known(top, syncKeys)
 	default:
 		ok = false
 	}
 	if !ok {
-		d.fail(top, "type", "unknown type %s", describe(typ))
+		d.fail(top, "type", "unknown type %s", quote(name))
 		return ev, d.err
 	}
-	ev.Type = t
-	ev.Host = d.str(top, "host")
-	ev.Boot = d.str(top, "boot")
+	ev.Type = typ
+	ev.Host = strings.Clone(d.str(top, "host"))
+	ev.Boot = strings.Clone(d.str(top, "boot"))
 	ev.Seq = d.uint(top, "seq", math.MaxUint64)
 	ev.Time = d.time(top, "time")
-	if t == event.Sync {
-		ev.Sync.Reason = event.Reason(d.str(top, "reason"))
-		ev.Sync.Interface, _ = d.optStr(top, "interface")
+	if typ == event.Sync {
+		ev.Sync.Reason = event.Reason(strings.Clone(d.str(top, "reason")))
+		s, _ := d.optStr(top, "interface")
+		ev.Sync.Interface = strings.Clone(s)
 		ev.Sync.Links = d.int(top, "links")
 		ev.Sync.Addrs = d.int(top, "addrs")
 		ev.Sync.FirstSeq = d.uint(top, "first_seq", math.MaxUint64)
 	} else {
 		ev.Dump = d.boolean(top, "dump")
 		changed := &linkFieldNames
-		if t.IsAddr() {
+		if typ.IsAddr() {
 			changed = &addrFieldNames
 		}
-		if _, ok := top.m["changed"]; ok {
+		if top.has("changed") {
 			ev.Changed = d.bits(top, "changed", changed)
 		}
-		if t.IsLink() {
+		if typ.IsLink() {
 			if o, ok := d.object(top, "link"); ok {
 				d.link(o, &ev.Link)
 			}
@@ -302,20 +160,21 @@ func eventOf(doc map[string]any) (event.Event, error) {
 func (d *decoder) link(o object, l *event.Link) {
 	d.known(o, linkKeys)
 	l.Index = uint32(d.uint(o, "index", math.MaxUint32))
-	l.Name = d.str(o, "name")
-	l.Kind = d.str(o, "kind")
+	l.Name = strings.Clone(d.str(o, "name"))
+	l.Kind = strings.Clone(d.str(o, "kind"))
 	l.State = event.OperState(d.named(o, "state", &stateNames))
 	enabled := d.boolean(o, "enabled")
 	running := d.boolean(o, "running")
 	l.MTU = uint32(d.uint(o, "mtu", math.MaxUint32))
 	if s, ok := d.optStr(o, "mac"); ok {
 		if l.MAC, ok = parseMAC(s); !ok {
-			d.fail(o, "mac", "want a MAC address in lower-case hex with colons, got %s", describe(s))
+			d.fail(o, "mac", "want a MAC address in lower-case hex with colons, got %s", quote(s))
 		}
 	}
 	l.Master = uint32(d.optUint(o, "master", math.MaxUint32, 0))
 	l.Parent = uint32(d.optUint(o, "parent", math.MaxUint32, 0))
-	l.Alias, _ = d.optStr(o, "alias")
+	alias, _ := d.optStr(o, "alias")
+	l.Alias = strings.Clone(alias)
 	l.Carrier = d.boolean(o, "carrier")
 	l.Flags = d.bits(o, "flags", &linkFlagNames)
 	if d.err != nil {
@@ -334,7 +193,7 @@ func (d *decoder) addr(o object, a *event.Addr) {
 	d.known(o, addrKeys)
 	a.Index = uint32(d.uint(o, "index", math.MaxUint32))
 	id := d.str(o, "id")
-	a.Ifname = d.str(o, "ifname")
+	a.Ifname = strings.Clone(d.str(o, "ifname"))
 	switch f := d.str(o, "family"); {
 	case d.err != nil:
 		return
@@ -343,7 +202,7 @@ func (d *decoder) addr(o object, a *event.Addr) {
 	case f == "inet6":
 		a.Family = event.Inet6
 	default:
-		d.fail(o, "family", "want \"inet\" or \"inet6\", got %s", describe(f))
+		d.fail(o, "family", "want \"inet\" or \"inet6\", got %s", quote(f))
 		return
 	}
 	a.Address = d.ip(o, "address", true, a.Family)
@@ -352,19 +211,24 @@ func (d *decoder) addr(o object, a *event.Addr) {
 	if d.err == nil && int(a.PrefixLen) > a.Address.BitLen() {
 		d.fail(o, "prefix_len", "%d is longer than an %v address", a.PrefixLen, a.Family)
 	}
-	if _, ok := o.m["broadcast"]; ok && a.Family != event.Inet {
+	if o.has("broadcast") && a.Family != event.Inet {
 		d.fail(o, "broadcast", "only inet addresses have one")
 	}
 	a.Broadcast = d.ip(o, "broadcast", false, event.Inet)
 	a.Scope = d.named(o, "scope", &scopeNames)
-	a.Label, _ = d.optStr(o, "label")
+	label, _ := d.optStr(o, "label")
+	a.Label = strings.Clone(label)
 	a.Flags = d.bits(o, "flags", addrFlagNames(a.Family))
 	a.ValidLft = uint32(d.optUint(o, "valid_lft", math.MaxUint32, uint64(event.Forever)))
 	a.PreferredLft = uint32(d.optUint(o, "preferred_lft", math.MaxUint32, uint64(event.Forever)))
 	// The id repeats the fields that identify the address; an event holds
 	// them once.
-	if d.err == nil && id != a.ID() {
-		d.fail(o, "id", "is %s, but the address is %s", describe(id), describe(a.ID()))
+	if d.err != nil {
+		return
+	}
+	var buf [64]byte // room for any id
+	if want := a.AppendID(buf[:0]); id != string(want) {
+		d.fail(o, "id", "is %s, but the address is %s", quote(id), quote(string(want)))
 	}
 }
 
@@ -376,40 +240,39 @@ type decoder struct {
 	err error
 }
 
-// object is one object of a message, with its path for errors: "" for the
-// message, "link." or "addr." for the object it carries.
-type object struct {
-	path string
-	m    map[string]any
-}
-
 func (d *decoder) fail(o object, key, format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%s%s: %s", o.path, key, fmt.Sprintf(format, args...))
+		if o.path != "" {
+			key = o.path + "." + key
+		}
+		d.err = fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
 	}
 }
 
 // known fails if o has a key that is not in keys, naming the first in
-// sorted order so that the error is the same every time.
+// sorted order so that the error does not depend on the order of the
+// members.
 func (d *decoder) known(o object, keys []string) {
-	var unknown []string
-	for k := range o.m {
-		if !slices.Contains(keys, k) {
-			unknown = append(unknown, k)
+	var first *value
+	next := 0 // after the last key found: members come in the order of keys
+	for v := range o.members() {
+		if i := slices.Index(keys[next:], v.key); i >= 0 {
+			next += i + 1
+		} else if !slices.Contains(keys[:next], v.key) && (first == nil || v.key < first.key) {
+			first = v
 		}
 	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		d.fail(o, unknown[0], "unknown key")
+	if first != nil {
+		d.fail(o, truncate(first.key), "unknown key")
 	}
 }
 
 // value returns member key of o; a missing one fails when it is required.
-func (d *decoder) value(o object, key string, required bool) (any, bool) {
+func (d *decoder) value(o object, key string, required bool) (*value, bool) {
 	if d.err != nil {
 		return nil, false
 	}
-	v, ok := o.m[key]
+	v, ok := o.get(key)
 	if !ok && required {
 		d.fail(o, key, "missing")
 	}
@@ -421,11 +284,15 @@ func (d *decoder) object(o object, key string) (object, bool) {
 	if !ok {
 		return object{}, false
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
+	if v.kind != kindObject {
 		d.fail(o, key, "want an object, got %s", describe(v))
+		return object{}, false
 	}
-	return object{path: o.path + key + ".", m: m}, ok
+	path := key // a constant: no allocation for the objects that events have
+	if o.path != "" {
+		path = o.path + "." + key
+	}
+	return object{path: path, t: o.t, v: v}, true
 }
 
 func (d *decoder) str(o object, key string) string {
@@ -433,15 +300,15 @@ func (d *decoder) str(o object, key string) string {
 	if !ok {
 		return ""
 	}
-	s, ok := v.(string)
-	if !ok {
+	if v.kind != kindString {
 		d.fail(o, key, "want a string, got %s", describe(v))
+		return ""
 	}
-	return s
+	return v.str
 }
 
 func (d *decoder) optStr(o object, key string) (string, bool) {
-	if _, ok := o.m[key]; !ok {
+	if !o.has(key) {
 		return "", false
 	}
 	return d.str(o, key), d.err == nil
@@ -452,11 +319,10 @@ func (d *decoder) boolean(o object, key string) bool {
 	if !ok {
 		return false
 	}
-	b, ok := v.(bool)
-	if !ok {
+	if v.kind != kindFalse && v.kind != kindTrue {
 		d.fail(o, key, "want true or false, got %s", describe(v))
 	}
-	return b
+	return v.kind == kindTrue
 }
 
 // uint reads an integer from 0 to max.
@@ -466,13 +332,13 @@ func (d *decoder) uint(o object, key string, max uint64) uint64 {
 		return 0
 	}
 	var u uint64
-	switch v := v.(type) {
-	case json.Number:
+	switch v.kind {
+	case kindNumber:
 		var err error
-		u, err = strconv.ParseUint(string(v), 10, 64)
+		u, err = strconv.ParseUint(v.str, 10, 64)
 		ok = err == nil
-	case uint64:
-		u = v
+	case kindUint:
+		u = v.num
 	default:
 		ok = false
 	}
@@ -486,7 +352,7 @@ func (d *decoder) uint(o object, key string, max uint64) uint64 {
 // optUint reads an integer from 0 to max, or returns absent when there is
 // none.
 func (d *decoder) optUint(o object, key string, max, absent uint64) uint64 {
-	if _, ok := o.m[key]; !ok {
+	if !o.has(key) {
 		return absent
 	}
 	return d.uint(o, key, max)
@@ -499,17 +365,18 @@ func (d *decoder) int(o object, key string) int {
 		return 0
 	}
 	var i int64
-	switch v := v.(type) {
-	case json.Number:
+	switch v.kind {
+	case kindNumber:
 		var err error
-		i, err = strconv.ParseInt(string(v), 10, strconv.IntSize)
+		i, err = strconv.ParseInt(v.str, 10, strconv.IntSize)
 		ok = err == nil
-	case int64:
-		i = v
-		ok = v >= math.MinInt && v <= math.MaxInt
-	case uint64:
-		i = int64(v)
-		ok = v <= math.MaxInt
+	case kindNegInt:
+		// -1 - num, which fits an int64 while num does.
+		i = -1 - int64(v.num)
+		ok = v.num <= math.MaxInt64 && i >= math.MinInt
+	case kindUint:
+		i = int64(v.num)
+		ok = v.num <= math.MaxInt
 	default:
 		ok = false
 	}
@@ -527,24 +394,39 @@ func (d *decoder) time(o object, key string) time.Time {
 	if d.err != nil {
 		return time.Time{}
 	}
-	ok := len(s) == len(timeShape)
-	for i := 0; ok && i < len(s); i++ {
-		if timeShape[i] == '0' {
-			ok = '0' <= s[i] && s[i] <= '9'
-		} else {
-			ok = s[i] == timeShape[i]
-		}
-	}
-	var t time.Time
-	if ok {
-		var err error
-		t, err = time.Parse(timeLayout, s)
-		ok = err == nil
-	}
+	t, ok := parseTime(s)
 	if !ok {
-		d.fail(o, key, "want a UTC time such as %q, got %s", "2026-11-27T08:36:28.362064595Z", describe(s))
+		d.fail(o, key, "want a UTC time such as %q, got %s", "2026-11-27T08:36:28.362064595Z", quote(s))
 	}
 	return t
+}
+
+// parseTime parses a time of timeLayout in UTC, the shape that appendTime
+// writes, accepting what time.Parse accepts, in a tenth of its time.
+func parseTime(s string) (time.Time, bool) {
+	if len(s) != len(timeShape) {
+		return time.Time{}, false
+	}
+	for i := range len(s) {
+		if timeShape[i] == '0' && (s[i] < '0' || s[i] > '9') || timeShape[i] != '0' && s[i] != timeShape[i] {
+			return time.Time{}, false
+		}
+	}
+	num := func(from, to int) int {
+		n := 0
+		for _, c := range []byte(s[from:to]) {
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	year, month, day := num(0, 4), num(5, 7), num(8, 10)
+	hour, minute, sec := num(11, 13), num(14, 16), num(17, 19)
+	if month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, num(20, 29), time.UTC)
+	// time.Date moves a day past the end of its month into the next one.
+	return t, t.Day() == day
 }
 
 // named reads a state or scope: a name from table, or its number.
@@ -553,14 +435,15 @@ func (d *decoder) named(o object, key string, table *[256]string) uint8 {
 	if d.err != nil {
 		return 0
 	}
-	if i := slices.Index(table[:], s); i >= 0 {
+	if i := indexOf(table[:], s); i >= 0 {
 		return uint8(i)
 	}
 	// The names of the table's first entries, written as numbers.
-	if u, err := strconv.ParseUint(s, 10, 8); err == nil && strconv.FormatUint(u, 10) == s {
+	var buf [3]byte
+	if u, err := strconv.ParseUint(s, 10, 8); err == nil && string(strconv.AppendUint(buf[:0], u, 10)) == s {
 		return uint8(u)
 	}
-	d.fail(o, key, "unknown name %s", describe(s))
+	d.fail(o, key, "unknown name %s", quote(s))
 	return 0
 }
 
@@ -571,28 +454,28 @@ func (d *decoder) bits(o object, key string, names *[32]string) uint32 {
 	if !ok {
 		return 0
 	}
-	list, ok := v.([]any)
-	if !ok {
+	if v.kind != kindArray {
 		d.fail(o, key, "want an array of names, got %s", describe(v))
 		return 0
 	}
 	var set uint32
-	for i, x := range list {
-		s, ok := x.(string)
-		if !ok {
+	i := 0
+	for x := range (object{t: o.t, v: v}).members() {
+		if x.kind != kindString {
 			d.fail(o, key, "item %d: want a name, got %s", i, describe(x))
 			return 0
 		}
-		bit, ok := bitOf(s, names)
+		bit, ok := bitOf(x.str, names)
 		switch {
 		case !ok:
-			d.fail(o, key, "unknown name %s", describe(s))
+			d.fail(o, key, "unknown name %s", quote(x.str))
 			return 0
 		case set&bit != 0:
-			d.fail(o, key, "%s repeats a bit already named", describe(s))
+			d.fail(o, key, "%s repeats a bit already named", quote(x.str))
 			return 0
 		}
 		set |= bit
+		i++
 	}
 	return set
 }
@@ -602,12 +485,13 @@ func bitOf(s string, names *[32]string) (uint32, bool) {
 	if hex, ok := strings.CutPrefix(s, "0x"); ok {
 		u, err := strconv.ParseUint(hex, 16, 32)
 		// One bit, written as the encoders write it.
-		if err != nil || bits.OnesCount64(u) != 1 || strconv.FormatUint(u, 16) != hex {
+		var buf [8]byte
+		if err != nil || bits.OnesCount64(u) != 1 || string(strconv.AppendUint(buf[:0], u, 16)) != hex {
 			return 0, false
 		}
 		return uint32(u), true
 	}
-	if i := slices.Index(names[:], s); i >= 0 {
+	if i := indexOf(names[:], s); i >= 0 {
 		return 1 << i, true
 	}
 	return 0, false
@@ -615,7 +499,7 @@ func bitOf(s string, names *[32]string) (uint32, bool) {
 
 // ip reads an address of family f, without a zone.
 func (d *decoder) ip(o object, key string, required bool, f event.Family) netip.Addr {
-	if _, ok := o.m[key]; !ok && !required {
+	if !required && !o.has(key) {
 		return netip.Addr{}
 	}
 	s := d.str(o, key)
@@ -625,11 +509,11 @@ func (d *decoder) ip(o object, key string, required bool, f event.Family) netip.
 	a, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		d.fail(o, key, "want an IP address, got %s", describe(s))
+		d.fail(o, key, "want an IP address, got %s", quote(s))
 	case a.Zone() != "":
-		d.fail(o, key, "%s has a zone", describe(s))
+		d.fail(o, key, "%s has a zone", quote(s))
 	case !inFamily(a, f):
-		d.fail(o, key, "%s is not an %v address", describe(s), f)
+		d.fail(o, key, "%s is not an %v address", quote(s), f)
 	}
 	return a
 }
@@ -652,4 +536,37 @@ func parseMAC(s string) (net.HardwareAddr, bool) {
 		hw = append(hw, byte(hi<<4|lo))
 	}
 	return hw, true
+}
+
+// nameIndexes holds, for each table of names that Decode reads, where each
+// name is in it, so that a name is found without comparing it with every
+// entry. They are made on first use, once init has filled every table.
+var nameIndexes = sync.OnceValue(func() map[*string]map[string]int {
+	tables := [][]string{stateNames[:], scopeNames[:], linkFlagNames[:], inetFlagNames[:], inet6FlagNames[:],
+		linkFieldNames[:], addrFieldNames[:]}
+	indexes := make(map[*string]map[string]int, len(tables))
+	for _, table := range tables {
+		index := make(map[string]int, len(table))
+		for i := len(table) - 1; i >= 0; i-- {
+			index[table[i]] = i // the first of any repeated name, as slices.Index finds it
+		}
+		indexes[&table[0]] = index
+	}
+	return indexes
+})
+
+// indexOf returns the index of the first s in table, or -1, as
+// slices.Index does.
+func indexOf(table []string, s string) int {
+	if len(table) == 0 {
+		return -1
+	}
+	index, ok := nameIndexes()[&table[0]]
+	if !ok {
+		return slices.Index(table, s)
+	}
+	if i, ok := index[s]; ok {
+		return i
+	}
+	return -1
 }

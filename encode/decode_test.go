@@ -2,6 +2,7 @@ package encode
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-cmp/cmp"
@@ -300,7 +302,7 @@ func TestDecodeCBORErrors(t *testing.T) {
 		{"byte string", mk(func(m map[string]any) { m["host"] = []byte("h") }), "host: want a string, got a byte string"},
 		{"tag", mk(func(m map[string]any) { m["time"] = cbor.RawMessage(tag) }), "tag"},
 		{"duplicate key", []byte{0xa2, 0x61, 'v', 0x01, 0x61, 'v', 0x01}, "duplicate"},
-		{"integer key", []byte{0xa1, 0x01, 0x01}, "cannot unmarshal"},
+		{"integer key", []byte{0xa1, 0x01, 0x01}, "a map key is an unsigned integer, not a text string"},
 		{"invalid UTF-8", []byte{0xa1, 0x61, 0xff, 0x01}, "UTF-8"},
 		{"trailing data", append(mk(func(map[string]any) {}), 0x00), "extraneous data"},
 		{"not a map", []byte{0x01}, "the message is 1, not a map"},
@@ -451,4 +453,328 @@ func FuzzDecodeEncoded(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeJSONSyntax covers what jsontext and the tree check in JSON:
+// the syntax, strings that are valid UTF-8 with valid escapes, keys
+// written with escapes, duplicates, and the bounds on depth and size.
+func TestDecodeJSONSyntax(t *testing.T) {
+	manyFlags := strings.Repeat(`"up",`, maxValues) + `"up"`
+	for _, tt := range []struct {
+		name, doc, want string // want "" for a message that decodes
+	}{
+		{"empty", ``, "unexpected EOF"},
+		{"spaces", " \n\t", "unexpected EOF"},
+		{"number", `1`, "the message is 1, not an object"},
+		{"string", `"x"`, `the message is "x", not an object`},
+		{"stray close", `}`, "invalid character"},
+		{"two objects", `{}{}`, "data after the JSON object"},
+		{"trailing spaces", validSync + " \n", ""},
+		{"spaces between", indent(validLink), ""},
+		{"invalid UTF-8", strings.Replace(validSync, `"host":"h"`, "\"host\":\"h\xff\"", 1), "invalid UTF-8"},
+		{"lone surrogate", strings.Replace(validSync, `"host":"h"`, `"host":"\ud800"`, 1), "surrogate"},
+		{"control character", strings.Replace(validSync, `"host":"h"`, "\"host\":\"h\x01\"", 1), "invalid character"},
+		{"bad escape", strings.Replace(validSync, `"host":"h"`, `"host":"\q"`, 1), "invalid escape"},
+		{"escaped key", strings.Replace(validSync, `"host"`, `"\u0068ost"`, 1), ""},
+		{"escaped duplicate", strings.Replace(validSync, `"host"`, `"boot":"b","\u0068ost"`, 1), `duplicate key "boot"`},
+		{"duplicate in link", strings.Replace(validLink, `"mtu":1500`, `"mtu":1500,"mtu":1500`, 1), `duplicate key "mtu"`},
+		{"duplicate flags", strings.Replace(validLink, `"multicast"]`, `"multicast","multicast"]`, 1), `link.flags: "multicast" repeats a bit`},
+		{"depth", strings.Replace(validLink, `"flags":[`, `"flags":[[`, 1), "nested too deeply"},
+		{"too many values", strings.Replace(validLink, `"broadcast","multicast"`, manyFlags, 1), "more than 128 values"},
+		{"literal", strings.Replace(validSync, `"host":"h"`, `"host":nul`, 1), "invalid"},
+		{"number syntax", strings.Replace(validSync, `"seq":14`, `"seq":014`, 1), "invalid"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode("application/json", []byte(tt.doc))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Decode(%q): %v", tt.doc, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalidMessage)):
+				t.Errorf("Decode(%q)\nerror %v\nwant one wrapping ErrInvalidMessage containing %q", tt.doc, err, tt.want)
+			}
+		})
+	}
+}
+
+// indent returns doc with white space between all its tokens.
+func indent(doc string) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, []byte(doc), "\t", "  "); err != nil {
+		panic(err)
+	}
+	return " \r\n" + b.String() + "\n"
+}
+
+// TestDecodeEscapes checks that escaped strings decode to their text.
+func TestDecodeEscapes(t *testing.T) {
+	doc := strings.Replace(validLink, `"name":"eth1"`, `"name":"e\"\\\/\b\f\n\r\t\u00fc\u2028\ud83d\ude00"`, 1)
+	ev, err := Decode("application/json", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "e\"\\/\b\f\n\r\tü\u2028😀"; ev.Link.Name != want {
+		t.Errorf("name = %q, want %q", ev.Link.Name, want)
+	}
+}
+
+// TestDecodeCBORForms covers CBOR that fxamacker/cbor finds well-formed
+// and the reader reads: indefinite lengths, every width of integer and
+// float, and the values no event has.
+func TestDecodeCBORForms(t *testing.T) {
+	ev := decodeEvents()["sync"]
+	valid, err := CBOR{}.Append(nil, &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// member sets the value of key in valid, in wire order.
+	member := func(key string, val ...byte) []byte {
+		var m map[string]cbor.RawMessage
+		if err := cbor.Unmarshal(valid, &m); err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		if _, ok := m[key]; !ok {
+			m[key] = nil
+		}
+		out = append(out, 0xa0|byte(len(m)))
+		for _, k := range []string{"v", "type", "host", "boot", "seq", "time", "reason", "interface", "links", "addrs", "first_seq"} {
+			raw, ok := m[k]
+			if !ok {
+				continue
+			}
+			out = append(out, 0x60|byte(len(k)))
+			out = append(out, k...)
+			if k == key {
+				raw = val
+			}
+			out = append(out, raw...)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want string // "" for a message that decodes
+	}{
+		{"as written", valid, ""},
+		{"seq in 8 bytes", member("seq", 0x1b, 0, 0, 0, 0, 0, 0, 0, 14), ""},
+		{"seq in 2 bytes", member("seq", 0x19, 0, 14), ""},
+		{"host of indefinite length", member("host", 0x7f, 0x61, 'h', 0x60, 0xff), ""},
+		{"indefinite map", append(append([]byte{0xbf}, valid[1:]...), 0xff), ""},
+		{"links negative", member("links", 0x38, 0xff), ""},
+		{"links most negative", member("links", 0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), ""},
+		{"links below int64", member("links", 0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), "links: want an integer from -9223372036854775808 to 9223372036854775807, got -18446744073709551616"},
+		{"seq negative", member("seq", 0x20), "seq: want an integer from 0 to 18446744073709551615, got -1"},
+		{"seq half float", member("seq", 0xf9, 0x3c, 0x00), "seq: want an integer from 0 to 18446744073709551615, got the floating-point number 1"},
+		{"seq single float", member("seq", 0xfa, 0x3f, 0xc0, 0, 0), "got the floating-point number 1.5"},
+		{"host undefined", member("host", 0xf7), "host: want a string, got the simple value 23"},
+		{"host simple value", member("host", 0xf8, 0x20), "host: want a string, got the simple value 32"},
+		{"host null", member("host", 0xf6), "host: want a string, got null"},
+		{"host array", member("host", 0x80), "host: want a string, got an array"},
+		{"host indefinite invalid UTF-8", member("host", 0x7f, 0x61, 0xc3, 0x61, 0xbc, 0xff), "not valid UTF-8"},
+		{"byte string key", []byte{0xa1, 0x41, 'v', 0x01}, "a map key is a byte string, not a text string"},
+		{"depth", []byte{0xa1, 0x61, 'v', 0x81, 0x81, 0x81, 0x01}, "nested too deeply"},
+		{"truncated", valid[:len(valid)-1], "EOF"},
+		{"break alone", []byte{0xff}, "cbor"},
+		{"reserved head", []byte{0x1c}, "cbor"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode("application/cbor", tt.data)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Decode(%x): %v", tt.data, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalidMessage)):
+				t.Errorf("Decode(%x)\nerror %v\nwant one wrapping ErrInvalidMessage containing %q", tt.data, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDecodeKeyOrder checks that members are found in any order: JSON
+// objects with their keys sorted, as encoding/json writes maps, and CBOR
+// maps in Go's random map order.
+func TestDecodeKeyOrder(t *testing.T) {
+	for name, ev := range decodeEvents() {
+		j, _ := JSON{}.Append(nil, &ev)
+		sorted, err := json.Marshal(decodeJSON(t, j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := CBOR{}.Append(nil, &ev)
+		var doc any
+		if err := strictCBOR.Unmarshal(c, &doc); err != nil {
+			t.Fatal(err)
+		}
+		shuffled, err := cbor.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			ct   string
+			data []byte
+		}{{"application/json", sorted}, {"application/cbor", shuffled}} {
+			got, err := Decode(tt.ct, tt.data)
+			if err != nil {
+				t.Errorf("%s, %s: Decode(%q): %v", name, tt.ct, tt.data, err)
+				continue
+			}
+			if diff := cmp.Diff(decoded(ev), got, eventCmp); diff != "" {
+				t.Errorf("%s, %s: Decode differs (-want +got):\n%s", name, tt.ct, diff)
+			}
+		}
+	}
+}
+
+// TestTreeKeyBits checks that keys that share a bit of keyBit are still
+// told apart.
+func TestTreeKeyBits(t *testing.T) {
+	seen := map[uint64]string{}
+	var a, b string
+	for i := 0; b == ""; i++ {
+		k := "k" + strconv.Itoa(i)
+		if other, ok := seen[keyBit(k)]; ok {
+			a, b = other, k
+		}
+		seen[keyBit(k)] = k
+	}
+	doc := strings.Replace(validSync, `"v":1`, `"v":1,"`+a+`":1,"`+b+`":2`, 1)
+	_, err := Decode("application/json", []byte(doc))
+	if want := a + ": unknown key"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Decode(%s)\nerror %v\nwant one containing %q", doc, err, want)
+	}
+}
+
+// TestDecodeOwnsStrings checks that a decoded event shares no memory with
+// the message: the NATS client may reuse its buffer.
+func TestDecodeOwnsStrings(t *testing.T) {
+	for name, ev := range decodeEvents() {
+		for _, enc := range encoders {
+			data, err := enc.Append(nil, &ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Decode(enc.ContentType(), data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clear(data)
+			if diff := cmp.Diff(decoded(ev), got, eventCmp); diff != "" {
+				t.Errorf("%s, %s: the event changed with the message (-want +got):\n%s", name, enc.ContentType(), diff)
+			}
+		}
+	}
+}
+
+// TestDecodeCopiesStrings checks that the strings an event keeps are
+// copies, not parts of the copy of the message that the tree reads, which
+// they would keep whole in memory.
+func TestDecodeCopiesStrings(t *testing.T) {
+	for name, ev := range decodeEvents() {
+		ev.Link.Alias, ev.Addr.Label, ev.Sync.Interface = "alias", "label", "interface"
+		for _, enc := range encoders {
+			data, err := enc.Append(nil, &ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parse := parseJSON
+			if enc.ContentType() == "application/cbor" {
+				parse = parseCBOR
+			}
+			tr := getTree()
+			text := string(data)
+			if err := parse(tr, text, data); err != nil {
+				t.Fatal(err)
+			}
+			got, err := eventOf(tr)
+			tr.release()
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := uintptr(unsafe.Pointer(unsafe.StringData(text)))
+			for _, s := range []string{got.Host, got.Boot, string(got.Sync.Reason), got.Sync.Interface,
+				got.Link.Name, got.Link.Kind, got.Link.Alias, got.Addr.Ifname, got.Addr.Label} {
+				if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); s != "" && p >= start && p < start+uintptr(len(text)) {
+					t.Errorf("%s, %s: %q is part of the message", name, enc.ContentType(), s)
+				}
+			}
+		}
+	}
+}
+
+// TestDecodeAllocs guards the allocations of Decode: the copy of the
+// message, the strings and the MAC that the event keeps. (With
+// encoding/json and maps it made 235 for a link.)
+func TestDecodeAllocs(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts need a full, non-race run")
+	}
+	for _, tt := range []struct {
+		name string
+		ev   event.Event
+		max  float64
+	}{
+		{"link", vethLink(), 6}, // message, host, boot, name, kind, MAC
+		{"addr", ipv6Addr(), 4}, // message, host, boot, ifname
+	} {
+		for _, enc := range encoders {
+			data, err := enc.Append(nil, &tt.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := testing.AllocsPerRun(200, func() {
+				if _, err := Decode(enc.ContentType(), data); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if n > tt.max {
+				t.Errorf("Decode(%s, %s) allocates %v times, want at most %v", enc.ContentType(), tt.name, n, tt.max)
+			}
+		}
+	}
+}
+
+// TestParseTime compares parseTime with time.Parse.
+func TestParseTime(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-27T08:36:28.362064595Z",
+		"0000-01-01T00:00:00.000000000Z",
+		"9999-12-31T23:59:59.999999999Z",
+		"2024-02-29T00:00:00.000000000Z",
+		"2025-02-29T00:00:00.000000000Z",
+		"2100-02-29T00:00:00.000000000Z",
+		"2000-02-29T00:00:00.000000000Z",
+		"2026-04-31T00:00:00.000000000Z",
+		"2026-00-01T00:00:00.000000000Z",
+		"2026-13-01T00:00:00.000000000Z",
+		"2026-01-00T00:00:00.000000000Z",
+		"2026-01-32T00:00:00.000000000Z",
+		"2026-01-01T24:00:00.000000000Z",
+		"2026-01-01T23:60:00.000000000Z",
+		"2026-01-01T23:59:60.000000000Z",
+		"2026-01-01T23:59:59.000000000+00:00",
+		"2026-01-01T23:59:59.00000000Z",
+		"2026-01-01 23:59:59.000000000Z",
+		"2026-01-01T23:59:59.0000000a0Z",
+		"-026-01-01T23:59:59.000000000Z",
+		"",
+	} {
+		checkParseTime(t, s)
+	}
+}
+
+func FuzzParseTime(f *testing.F) {
+	f.Add("2026-11-27T08:36:28.362064595Z")
+	f.Add("2025-02-29T00:00:00.000000000Z")
+	f.Fuzz(checkParseTime)
+}
+
+func checkParseTime(t *testing.T, s string) {
+	got, ok := parseTime(s)
+	want, err := time.Parse(timeLayout, s)
+	// time.Parse takes other shapes too; Decode takes the one appendTime
+	// writes.
+	wantOK := err == nil && want.Location() == time.UTC && string(appendTime(nil, want)) == s
+	if ok != wantOK || ok && (!got.Equal(want) || got.Location() != want.Location()) {
+		t.Errorf("parseTime(%q) = %v, %t; time.Parse gives %v, %v", s, got, ok, want, err)
+	}
 }
