@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		name, args = args[0], args[1:]
 	}
+	setProcs(name)
 	if name == "help" {
 		fmt.Fprint(stdout, usage())
 		return 0
@@ -110,6 +112,23 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "nlbridge: unknown command %q\n\n%s", name, usage())
 	return 2
+}
+
+// setProcs sets GOMAXPROCS for command name. internal/startup set it to 1
+// before the packages' initialisation, as nlbridge run wants it: the
+// bridge's work is one socket's, one goroutine reads, decodes and publishes,
+// and on one P the hand-offs to the NATS client's goroutines stay on one
+// thread (go run ./bench measured less CPU per event, lower latency and
+// dumps as fast as with every core). The other commands get the runtime's
+// default back, and the GOMAXPROCS environment variable, when it holds a
+// positive number, wins as it does for any Go program.
+func setProcs(name string) {
+	env := os.Getenv("GOMAXPROCS")
+	if n, err := strconv.Atoi(env); err == nil && n > 0 {
+		runtime.GOMAXPROCS(n)
+	} else if name != "run" || env != "" {
+		runtime.SetDefaultGOMAXPROCS()
+	}
 }
 
 func runCmd(args []string, stderr io.Writer) int {
@@ -129,13 +148,6 @@ func runCmd(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		// The bridge's work is one socket's: one goroutine reads, decodes
-		// and publishes. On one P the hand-offs to the NATS client's
-		// goroutines stay on one thread; go run ./bench measured less CPU
-		// per event, lower latency and dumps as fast as with every core.
-		runtime.GOMAXPROCS(1)
 	}
 	log := newLogger(cfg.Log, stderr)
 	stopProfiles, err := startProfiles(*cpuProfile, *tracePath)
