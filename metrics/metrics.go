@@ -124,8 +124,7 @@ func Handler(src Sources) (http.Handler, error) {
 	}
 	vm.ExposeMetadata(true)
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	metrics := func(w http.ResponseWriter, r *http.Request) {
 		// Render first: a panic in a Sources function then sends nothing
 		// rather than half a 200 response (net/http recovers and logs it).
 		var b bytes.Buffer
@@ -139,8 +138,8 @@ func Handler(src Sources) (http.Handler, error) {
 		if r.Method != http.MethodHead {
 			w.Write(b.Bytes())
 		}
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	}
+	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		var down []string
@@ -156,8 +155,29 @@ func Handler(src Sources) (http.Handler, error) {
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
-	return mux, nil
+	}
+	// Routed by hand rather than by an http.ServeMux pattern such as
+	// "GET /metrics": nlbridge runs with the Go 1.21 ServeMux
+	// (httpmuxgo121, cmd/nlbridge/main.go), which has no methods in
+	// patterns, while the tests run with the current one.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h http.HandlerFunc
+		switch r.URL.Path {
+		case "/metrics":
+			h = metrics
+		case "/healthz":
+			h = healthz
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+			return
+		}
+		h(w, r)
+	}), nil
 }
 
 // writeMetrics writes the nlbridge_* metrics in the text format, reading

@@ -1,3 +1,14 @@
+// The Go 1.21 http.ServeMux, for memory: the current one records the file
+// and line of every pattern registered (runtime.Caller), and the embedded
+// NATS server links in net/http/pprof and expvar, whose initialisation
+// registers six patterns on the default ServeMux whether or not anything
+// serves it. Each record walks frames through the executable's tables,
+// making about 0.4 MiB more of it resident in every nlbridge (README,
+// Memory). No pattern nlbridge or the NATS server registers needs the
+// current syntax: the metrics handler routes by hand.
+//
+//go:debug httpmuxgo121=1
+
 // Command nlbridge streams a Linux host's network interface state to NATS:
 // every rtnetlink link and address change, and full dumps at start and on
 // request.
@@ -20,6 +31,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +40,7 @@ import (
 	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/filter"
+	_ "github.com/nlbridge/nlbridge/internal/startup"
 	"github.com/nlbridge/nlbridge/metrics"
 	"github.com/nlbridge/nlbridge/sink"
 	"github.com/nlbridge/nlbridge/source"
@@ -87,6 +100,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		name, args = args[0], args[1:]
 	}
+	setProcs(name)
 	if name == "help" {
 		fmt.Fprint(stdout, usage())
 		return 0
@@ -98,6 +112,23 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "nlbridge: unknown command %q\n\n%s", name, usage())
 	return 2
+}
+
+// setProcs sets GOMAXPROCS for command name. internal/startup set it to 1
+// before the packages' initialisation, as nlbridge run wants it: the
+// bridge's work is one socket's, one goroutine reads, decodes and publishes,
+// and on one P the hand-offs to the NATS client's goroutines stay on one
+// thread (go run ./bench measured less CPU per event, lower latency and
+// dumps as fast as with every core). The other commands get the runtime's
+// default back, and the GOMAXPROCS environment variable, when it holds a
+// positive number, wins as it does for any Go program.
+func setProcs(name string) {
+	env := os.Getenv("GOMAXPROCS")
+	if n, err := strconv.Atoi(env); err == nil && n > 0 {
+		runtime.GOMAXPROCS(n)
+	} else if name != "run" || env != "" {
+		runtime.SetDefaultGOMAXPROCS()
+	}
 }
 
 func runCmd(args []string, stderr io.Writer) int {
@@ -117,13 +148,6 @@ func runCmd(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "nlbridge: %v\n", err)
 		return 2
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		// The bridge's work is one socket's: one goroutine reads, decodes
-		// and publishes. On one P the hand-offs to the NATS client's
-		// goroutines stay on one thread; go run ./bench measured less CPU
-		// per event, lower latency and dumps as fast as with every core.
-		runtime.GOMAXPROCS(1)
 	}
 	log := newLogger(cfg.Log, stderr)
 	stopProfiles, err := startProfiles(*cpuProfile, *tracePath)

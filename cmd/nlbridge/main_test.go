@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,32 @@ func TestShouldRelease(t *testing.T) {
 		if got := shouldRelease(tt.prev, tt.now); got != tt.want {
 			t.Errorf("%s: shouldRelease(%+v, %+v) = %v, want %v", tt.name, tt.prev, tt.now, got, tt.want)
 		}
+	}
+}
+
+func TestSetProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.SetDefaultGOMAXPROCS()
+	def := runtime.GOMAXPROCS(0)
+	tests := []struct {
+		name, command, env string
+		want               int
+	}{
+		{"run keeps one P", "run", "", 1},
+		{"run with GOMAXPROCS", "run", "3", 3},
+		{"run with a bad GOMAXPROCS", "run", "x", def},
+		{"run with GOMAXPROCS 0", "run", "0", def},
+		{"other commands get the default", "show", "", def},
+		{"other commands with GOMAXPROCS", "watch", "5", 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GOMAXPROCS", tt.env)
+			runtime.GOMAXPROCS(1) // as internal/startup leaves it
+			setProcs(tt.command)
+			if got := runtime.GOMAXPROCS(0); got != tt.want {
+				t.Errorf("GOMAXPROCS after setProcs(%q) with GOMAXPROCS=%q: got %d, want %d", tt.command, tt.env, got, tt.want)
+			}
+		})
 	}
 }
