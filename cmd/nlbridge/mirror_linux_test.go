@@ -342,6 +342,11 @@ func TestIntegrationMirrorStream(t *testing.T) {
 	churn(t, ns, "c")
 	took := waitMirror(t, ns, m, changes, "mstream", 10*time.Second)
 	t.Logf("converged %v after the churn", took)
+	// The churn's changes to its new links may reach the callback
+	// coalesced into their additions; a change to a link it was told of
+	// before is a LinkChanged.
+	ns.SetMTU(t, v0, 1400)
+	waitMirror(t, ns, m, changes, "mstream", 10*time.Second)
 
 	if err := stop(); err != nil {
 		t.Fatal(err)
