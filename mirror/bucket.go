@@ -21,6 +21,10 @@ type keyIndex struct {
 	key map[dirtyKey]string // object → its current key
 }
 
+// settleWait is how long a lagging watcher's changes wait for the next
+// entry before they are delivered anyway.
+const settleWait = 100 * time.Millisecond
+
 // presence is the value of a <host>.presence key.
 type presence struct {
 	Host    string    `json:"host"`
@@ -45,10 +49,25 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		// While the watcher lags behind the bucket, the changes wait: with
+		// one value per key, the bucket drops a key's value that a newer
+		// one replaced before the watcher read it, so a lagging watcher
+		// may see a renamed object's old key deleted before it sees the
+		// object's newer key. Once it has caught up (or nothing came for a
+		// moment), the callback sees the coalesced result: renamed, not
+		// removed and added again.
+		settle := time.NewTimer(time.Hour)
+		settle.Stop()
+		defer settle.Stop()
 		for {
 			select {
 			case <-m.ctx.Done():
 				return
+			case <-settle.C:
+				m.mu.Lock()
+				m.lagging = false
+				m.mu.Unlock()
+				m.kick()
 			case e, ok := <-w.Updates():
 				if !ok {
 					return
@@ -64,8 +83,15 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 				} else {
 					m.applyEntry(e.Key(), e.Value(), e.Operation(), e.Created())
 				}
+				m.lagging = e != nil && e.Delta() > 0
+				lagging := m.lagging
 				m.mu.Unlock()
-				m.kick()
+				if lagging {
+					settle.Reset(settleWait)
+				} else {
+					settle.Stop()
+					m.kick()
+				}
 			}
 		}
 	}()

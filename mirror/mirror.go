@@ -158,6 +158,7 @@ type Mirror struct {
 	dirty     map[dirtyKey]struct{}   // what changed since the callback's last view
 	delivered map[string]*hostView    // what the callback was told
 	readyDone bool                    // ready is closed
+	lagging   bool                    // the bucket's watcher is behind: changes wait (bucket.go)
 	stream    *streamState            // nil in bucket mode
 	watcher   jetstream.KeyWatcher    // nil in stream mode
 	subs      []*nats.Subscription    // stream mode
