@@ -74,8 +74,12 @@ const (
 	// and listing keys.
 	kvTimeout = 5 * time.Second
 	// kvReadTimeout bounds reading the host's keys at startup, which
-	// holds up the startup dump's SYNC.
+	// holds up the startup dump's SYNC, and every event with it;
+	// kvStartupOpen bounds opening the bucket then, when the writer has
+	// not opened it yet: a bucket that does not answer that soon is read
+	// later, by the writer.
 	kvReadTimeout = 5 * time.Second
+	kvStartupOpen = 2 * time.Second
 	// kvLinger gathers the marks of a burst into one batch.
 	kvLinger = 20 * time.Millisecond
 	// kvChunk is how many writes are in flight at once.
@@ -121,7 +125,7 @@ type kvWriter struct {
 	stop context.CancelFunc // stops the writer
 	done chan struct{}      // closed when the writer has returned
 
-	openMu sync.Mutex // guards js and kv, which the startup read opens too
+	openMu sync.Mutex // guards js, kv and ttl, which the startup read opens too
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	ttl    bool // the bucket takes per-message TTLs
@@ -132,6 +136,8 @@ type kvWriter struct {
 	claimed      bool      // presence written once (and another claim checked)
 	tried        bool      // a presence write was sent, which shutdown deletes
 	lastPresence time.Time // when presence was last written
+
+	noJetStream atomic.Bool // the writer's last attempt found no JetStream
 
 	writes   atomic.Uint64
 	failures atomic.Uint64
@@ -364,29 +370,36 @@ func (s *NATS) kvRename(old *event.Link, ev *event.Event, data []byte) {
 // kvOpen returns the bucket, creating it when it is missing.
 func (s *NATS) kvOpen(ctx context.Context) (jetstream.JetStream, jetstream.KeyValue, error) {
 	w := s.kv
+	// The lock is not held across the requests: the startup dump's SYNC
+	// opens the bucket too, with the sink's lock held, and must not wait
+	// for the writer's attempt on a slow server on top of its own.
 	w.openMu.Lock()
-	defer w.openMu.Unlock()
 	if w.kv != nil {
-		return w.js, w.kv, nil
+		js, kv := w.js, w.kv
+		w.openMu.Unlock()
+		return js, kv, nil
 	}
 	if w.js == nil {
 		js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(kvTimeout),
 			jetstream.WithPublishAsyncMaxPending(2*kvChunk))
 		if err != nil {
+			w.openMu.Unlock()
 			return nil, nil, err
 		}
 		w.js = js
 	}
+	js := w.js
+	w.openMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	kv, err := w.js.KeyValue(ctx, w.cfg.Bucket)
+	kv, err := js.KeyValue(ctx, w.cfg.Bucket)
 	created := false
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		storage := jetstream.FileStorage
 		if w.cfg.Memory {
 			storage = jetstream.MemoryStorage
 		}
-		kv, err = w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:         w.cfg.Bucket,
 			Description:    "nlbridge: links and addresses of each host, and their presence",
 			History:        1,
@@ -395,7 +408,7 @@ func (s *NATS) kvOpen(ctx context.Context) (jetstream.JetStream, jetstream.KeyVa
 			LimitMarkerTTL: w.cfg.PresenceTTL,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = w.js.KeyValue(ctx, w.cfg.Bucket) // another host created it meanwhile
+			kv, err = js.KeyValue(ctx, w.cfg.Bucket) // another host created it meanwhile
 		} else if err == nil {
 			created = true
 			w.log.Info("created the state bucket", "replicas", w.cfg.Replicas, "storage", storage.String(),
@@ -408,17 +421,19 @@ func (s *NATS) kvOpen(ctx context.Context) (jetstream.JetStream, jetstream.KeyVa
 	if err != nil {
 		return nil, nil, fmt.Errorf("open bucket %s: %w", w.cfg.Bucket, err)
 	}
-	info, err := w.js.Stream(ctx, "KV_"+w.cfg.Bucket)
+	info, err := js.Stream(ctx, "KV_"+w.cfg.Bucket)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open bucket %s: %w", w.cfg.Bucket, err)
 	}
 	c := info.CachedInfo().Config
-	w.ttl = c.AllowMsgTTL
 	if !created {
 		s.kvCompare(&c)
 	}
+	w.openMu.Lock()
+	defer w.openMu.Unlock()
+	w.ttl = c.AllowMsgTTL
 	w.kv = kv
-	return w.js, kv, nil
+	return js, kv, nil
 }
 
 // kvCompare warns when an existing bucket's settings differ from the
@@ -536,6 +551,7 @@ func (s *NATS) kvStep(ctx context.Context) error {
 		return err
 	}
 	w.up.Store(true)
+	w.noJetStream.Store(false)
 	if w.down || w.noJS {
 		w.down, w.noJS = false, false
 		w.log.Info("state bucket reachable again: caught up")
@@ -557,6 +573,7 @@ func (s *NATS) kvFailed(err error) {
 	w.up.Store(false)
 	w.forget()
 	if noJetStream(err) {
+		w.noJetStream.Store(true)
 		if !w.noJS {
 			w.noJS = true
 			w.log.Warn("the NATS server has no JetStream: the state bucket is not written (events are published as usual); trying again every 30s",
@@ -820,9 +837,16 @@ func (s *NATS) kvStartup(ev *event.Event) {
 	defer cancel()
 	var entries map[string][]byte
 	err := errNotConnected
-	if s.nc != nil && s.nc.IsConnected() {
+	switch {
+	case s.nc == nil || !s.nc.IsConnected():
+	case w.noJetStream.Load():
+		err = jetstream.ErrJetStreamNotEnabled // as the writer found: no request while the events wait
+	default:
+		octx, ocancel := context.WithTimeout(ctx, kvStartupOpen)
 		var kv jetstream.KeyValue
-		if _, kv, err = s.kvOpen(ctx); err == nil {
+		_, kv, err = s.kvOpen(octx)
+		ocancel()
+		if err == nil {
 			entries, err = s.kvRead(ctx, kv)
 		}
 	}
