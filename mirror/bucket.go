@@ -22,8 +22,12 @@ type keyIndex struct {
 }
 
 // settleWait is how long a lagging watcher's changes wait for the next
-// entry before they are delivered anyway.
-const settleWait = 100 * time.Millisecond
+// entry before they are delivered anyway, and settleMax how long they wait
+// in all.
+const (
+	settleWait = 100 * time.Millisecond
+	settleMax  = time.Second
+)
 
 // presence is the value of a <host>.presence key.
 type presence struct {
@@ -55,10 +59,12 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 		// may see a renamed object's old key deleted before it sees the
 		// object's newer key. Once it has caught up (or nothing came for a
 		// moment), the callback sees the coalesced result: renamed, not
-		// removed and added again.
+		// removed and added again. A watcher that never catches up still
+		// has its changes delivered every settleMax.
 		settle := time.NewTimer(time.Hour)
 		settle.Stop()
 		defer settle.Stop()
+		var held time.Time // when the changes began to wait
 		for {
 			select {
 			case <-m.ctx.Done():
@@ -67,6 +73,7 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 				m.mu.Lock()
 				m.lagging = false
 				m.mu.Unlock()
+				held = time.Time{}
 				m.kick()
 			case e, ok := <-w.Updates():
 				if !ok {
@@ -83,15 +90,23 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 				} else {
 					m.applyEntry(e.Key(), e.Value(), e.Operation(), e.Created())
 				}
-				m.lagging = e != nil && e.Delta() > 0
-				lagging := m.lagging
+				lagging := e != nil && e.Delta() > 0
+				if lagging && held.IsZero() {
+					held = time.Now()
+				} else if lagging && time.Since(held) >= settleMax {
+					lagging, held = false, time.Now()
+				}
+				m.lagging = lagging
 				m.mu.Unlock()
 				if lagging {
 					settle.Reset(settleWait)
-				} else {
-					settle.Stop()
-					m.kick()
+					continue
 				}
+				if e == nil || e.Delta() == 0 {
+					held = time.Time{}
+				}
+				settle.Stop()
+				m.kick()
 			}
 		}
 	}()
