@@ -71,8 +71,11 @@ func WithHosts(glob string) Option { return func(o *options) { o.hosts = glob } 
 // WithChanges has the Mirror call f with every change, one at a time, from
 // a goroutine of its own. Changes are coalesced: f sees, for each object
 // that changed since its previous call, how its current state differs from
-// what f was last told, so a slow f loses nothing and queues nothing. f
-// may call Snapshot and Host, but not Close.
+// what f was last told, so a slow f loses nothing and queues nothing.
+// From the bucket, changes wait while the Mirror's watcher lags behind it
+// (a second at most), so that f is told a renamed link or address as
+// changed, not removed and added again. f may call Snapshot and Host, but
+// not Close.
 func WithChanges(f func(Change)) Option { return func(o *options) { o.onChange = f } }
 
 // WithLogger sets the logger; the default discards.
