@@ -21,6 +21,14 @@ type keyIndex struct {
 	key map[dirtyKey]string // object → its current key
 }
 
+// settleWait is how long a watcher that skipped a revision waits for
+// more entries before its changes are delivered, and settleMax how long
+// the changes of a watcher that lags wait at most.
+const (
+	settleWait = 100 * time.Millisecond
+	settleMax  = time.Second
+)
+
 // presence is the value of a <host>.presence key.
 type presence struct {
 	Host    string    `json:"host"`
@@ -45,10 +53,43 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		// While the watcher lags behind the bucket, the changes wait: with
+		// one value per key, the bucket drops a key's value that a newer
+		// one replaced before the watcher read it, so a lagging watcher
+		// may see a renamed object's old key deleted before it sees the
+		// object's newer key. Once it has caught up, the callback sees the
+		// coalesced result: renamed, not removed and added again. The
+		// watcher lags while its entries say more are pending, and after
+		// it skipped a revision (a value dropped, or another host's when
+		// filtered) until no entry came for settleWait: the pending count
+		// can read 0 while the writer's next writes are on their way. A
+		// watcher that never catches up still has its changes delivered
+		// every settleMax.
+		held := time.NewTimer(time.Hour) // settleMax since the changes began to wait
+		held.Stop()
+		defer held.Stop()
+		quiet := time.NewTimer(time.Hour) // settleWait since the last entry after a skip
+		quiet.Stop()
+		defer quiet.Stop()
+		holding, skipped := false, false
+		var last uint64 // the last revision read
+		deliver := func() {
+			m.mu.Lock()
+			m.lagging = false
+			m.mu.Unlock()
+			held.Stop()
+			quiet.Stop()
+			holding, skipped = false, false
+			m.kick()
+		}
 		for {
 			select {
 			case <-m.ctx.Done():
 				return
+			case <-held.C:
+				deliver()
+			case <-quiet.C:
+				deliver()
 			case e, ok := <-w.Updates():
 				if !ok {
 					return
@@ -63,9 +104,28 @@ func (m *Mirror) startBucket(kv jetstream.KeyValue) error {
 					m.setReady()
 				} else {
 					m.applyEntry(e.Key(), e.Value(), e.Operation(), e.Created())
+					if last != 0 && e.Revision() > last+1 {
+						skipped = true
+					}
+					last = max(last, e.Revision())
 				}
+				lagging := e != nil && e.Delta() > 0
+				if !lagging && !skipped || e == nil {
+					m.mu.Unlock()
+					deliver()
+					continue
+				}
+				m.lagging = true
 				m.mu.Unlock()
-				m.kick()
+				if !holding {
+					holding = true
+					held.Reset(settleMax)
+				}
+				if lagging {
+					quiet.Stop() // the pending count says when it has caught up
+				} else {
+					quiet.Reset(settleWait)
+				}
 			}
 		}
 	}()

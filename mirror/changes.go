@@ -178,6 +178,9 @@ func (m *Mirror) startDelivery() {
 func (m *Mirror) drain() []Change {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.lagging {
+		return nil // the bucket's watcher wakes the delivery once caught up
+	}
 	type ranked struct {
 		k    dirtyKey
 		rank int

@@ -71,8 +71,11 @@ func WithHosts(glob string) Option { return func(o *options) { o.hosts = glob } 
 // WithChanges has the Mirror call f with every change, one at a time, from
 // a goroutine of its own. Changes are coalesced: f sees, for each object
 // that changed since its previous call, how its current state differs from
-// what f was last told, so a slow f loses nothing and queues nothing. f
-// may call Snapshot and Host, but not Close.
+// what f was last told, so a slow f loses nothing and queues nothing.
+// From the bucket, changes wait while the Mirror's watcher lags behind it
+// (a second at most), so that f is told a renamed link or address as
+// changed, not removed and added again. f may call Snapshot and Host, but
+// not Close.
 func WithChanges(f func(Change)) Option { return func(o *options) { o.onChange = f } }
 
 // WithFleetWait sets how long a Mirror that reads the event stream waits
@@ -174,6 +177,7 @@ type Mirror struct {
 	dirty     map[dirtyKey]struct{}   // what changed since the callback's last view
 	delivered map[string]*hostView    // what the callback was told
 	readyDone bool                    // ready is closed
+	lagging   bool                    // the bucket's watcher is behind: changes wait (bucket.go)
 	stream    *streamState            // nil in bucket mode
 	watcher   jetstream.KeyWatcher    // nil in stream mode
 	subs      []*nats.Subscription    // stream mode

@@ -1,11 +1,13 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,13 +35,22 @@ import (
 // or address whose name nlbridge never learned by "_<index>".
 //
 // The sink marks a key when it publishes a message that changes it, under
-// its lock, keeping only the latest payload for each (or a deletion): the
-// marks are bounded by the number of objects, and the published state
-// stays the state table's alone. The writer goroutine takes the marks in
-// batches and writes them asynchronously; what fails is marked again,
-// unless a newer mark replaced it, and written once the bucket is
-// reachable. A DELLINK deletes every address key under the link's name
-// (a purge of that prefix, listed from the bucket), so that a link's
+// its lock, and the writer goroutine writes the marks in the order they
+// were made: a JetStream stream stores the asynchronous publishes of one
+// connection in the order they were sent, so a watcher of the bucket sees
+// the keys change in the order the events happened. That order matters
+// across keys: a rename writes the new keys before it deletes the old
+// ones, so that a watcher sees each object move and never sees it deleted;
+// a new link's key comes before its addresses' keys, and a deleted link's
+// addresses go before (or with) the link's key. The marks stay bounded by
+// the number of objects: a key's new value replaces a pending value of the
+// same object in place, a deletion of a key whose deletion is pending is
+// dropped, and when the marks still grow past a few times the number of
+// keys they name (the bucket unreachable under churn), they are compacted
+// to the last mark of each key, the values first and then the deletions
+// (see compact). What fails is marked again, in order, from the first
+// write that failed. A DELLINK deletes every address key under the link's
+// name (a purge of that prefix, listed from the bucket), so that a link's
 // addresses need not be remembered after its deletion.
 
 // KVConfig configures the state bucket.
@@ -63,8 +74,12 @@ const (
 	// and listing keys.
 	kvTimeout = 5 * time.Second
 	// kvReadTimeout bounds reading the host's keys at startup, which
-	// holds up the startup dump's SYNC.
+	// holds up the startup dump's SYNC, and every event with it;
+	// kvStartupOpen bounds opening the bucket then, when the writer has
+	// not opened it yet: a bucket that does not answer that soon is read
+	// later, by the writer.
 	kvReadTimeout = 5 * time.Second
+	kvStartupOpen = 2 * time.Second
 	// kvLinger gathers the marks of a burst into one batch.
 	kvLinger = 20 * time.Millisecond
 	// kvChunk is how many writes are in flight at once.
@@ -76,11 +91,15 @@ const (
 	kvNoJetStream = 30 * time.Second
 )
 
-// kvOp is what to write to a key: the latest payload, or a deletion.
+// kvOp is one mark: a key's value, its deletion, or a purge of every key
+// under a prefix.
 type kvOp struct {
-	data []byte
-	del  bool
-	gen  uint64 // when it was marked, to order it with purges
+	key   string // the key, or the prefix of a purge
+	data  []byte // the value; nil for a deletion or a purge
+	index uint32 // the object a value holds: a link's index, an address's link's
+	del   bool
+	purge bool
+	seq   uint64 // when it was marked, to order it with purges
 }
 
 // kvWriter is the state bucket's writer: its marks, guarded by the sink's
@@ -94,19 +113,19 @@ type kvWriter struct {
 	started  time.Time
 
 	// Guarded by NATS.mu.
-	dirty    map[string]*kvOp  // key → what to write
-	purges   map[string]uint64 // "<host>.addr.<ifname>." → gen: delete every key under it
-	gen      uint64            // counts marks
-	inflight int               // keys and purges the writer is writing
-	quiet    map[string]bool   // keys whose deletion startup reconciliation marked itself
-	unread   bool              // stale keys are yet to be removed (the bucket was unreachable at startup)
-	buf      []byte            // addresses encoded again after a rename, reused
+	ops      []*kvOp          // the marks to write, in order
+	last     map[string]*kvOp // key (or purge prefix, which ends with '.') → its last op in ops
+	seq      uint64           // counts marks
+	inflight int              // marks the writer is writing
+	quiet    map[string]bool  // keys whose deletion startup reconciliation marked itself
+	unread   bool             // stale keys are yet to be removed (the bucket was unreachable at startup)
+	buf      []byte           // addresses encoded again after a rename, reused
 
 	kick chan struct{}      // wakes the writer
 	stop context.CancelFunc // stops the writer
 	done chan struct{}      // closed when the writer has returned
 
-	openMu sync.Mutex // guards js and kv, which the startup read opens too
+	openMu sync.Mutex // guards js, kv and ttl, which the startup read opens too
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	ttl    bool // the bucket takes per-message TTLs
@@ -117,6 +136,8 @@ type kvWriter struct {
 	claimed      bool      // presence written once (and another claim checked)
 	tried        bool      // a presence write was sent, which shutdown deletes
 	lastPresence time.Time // when presence was last written
+
+	noJetStream atomic.Bool // the writer's last attempt found no JetStream
 
 	writes   atomic.Uint64
 	failures atomic.Uint64
@@ -142,8 +163,7 @@ func newKVWriter(cfg KVConfig, host string, log *slog.Logger) *kvWriter {
 		presence: h + ".presence",
 		log:      log.With("bucket", cfg.Bucket),
 		started:  time.Now(),
-		dirty:    make(map[string]*kvOp),
-		purges:   make(map[string]uint64),
+		last:     make(map[string]*kvOp),
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -197,40 +217,86 @@ func (w *kvWriter) addrPrefixOf(key string) string {
 	return key[:len(key)-len(rest)+i+1]
 }
 
-// put marks key to be written with data. NATS.mu is held.
-func (w *kvWriter) put(key string, data []byte) {
-	w.gen++
-	op := w.dirty[key]
-	if op == nil {
-		op = &kvOp{}
-		w.dirty[key] = op
+// kvCompactMin is how many marks more than twice the keys they name are
+// let to pile up before they are compacted.
+const kvCompactMin = 4096
+
+// put marks key to be written with data, a value of the object index.
+// NATS.mu is held.
+func (w *kvWriter) put(key string, index uint32, data []byte) {
+	if op := w.last[key]; op != nil && !op.del && op.index == index && !w.purgedSince(key, op.seq) {
+		// A newer value of the same object: nothing in between depends
+		// on the older one, which is dropped.
+		op.data = append(op.data[:0], data...)
+		return
 	}
-	op.data, op.del, op.gen = append(op.data[:0], data...), false, w.gen
-	w.count()
+	w.add(&kvOp{key: key, data: append([]byte(nil), data...), index: index})
 }
 
 // del marks key to be deleted. NATS.mu is held.
 func (w *kvWriter) del(key string) {
-	w.gen++
-	op := w.dirty[key]
-	if op == nil {
-		op = &kvOp{}
-		w.dirty[key] = op
+	if op := w.last[key]; op != nil && op.del {
+		return // already to be deleted
 	}
-	op.data, op.del, op.gen = op.data[:0], true, w.gen
-	w.count()
+	w.add(&kvOp{key: key, del: true})
 }
 
-// purge marks every key under prefix to be deleted; keys marked before
-// it are deleted too, those marked after it are written after it.
-// NATS.mu is held.
+// purge marks every key under prefix to be deleted: keys marked before it
+// are deleted too, keys marked after it are written after it. NATS.mu is
+// held.
 func (w *kvWriter) purge(prefix string) {
-	w.gen++
-	w.purges[prefix] = w.gen
+	w.add(&kvOp{key: prefix, purge: true})
+}
+
+// purgedSince reports whether the prefix of the address key key has a
+// pending purge marked after seq. NATS.mu is held.
+func (w *kvWriter) purgedSince(key string, seq uint64) bool {
+	p := w.addrPrefixOf(key)
+	if p == "" {
+		return false
+	}
+	op := w.last[p]
+	return op != nil && op.seq > seq
+}
+
+// add appends op to the marks. NATS.mu is held.
+func (w *kvWriter) add(op *kvOp) {
+	w.seq++
+	op.seq = w.seq
+	w.ops = append(w.ops, op)
+	w.last[op.key] = op
+	if len(w.ops) > 2*len(w.last)+kvCompactMin {
+		w.compact()
+	}
 	w.count()
 }
 
-func (w *kvWriter) count() { w.pending.Store(int64(len(w.dirty) + len(w.purges) + w.inflight)) }
+// compact keeps the last mark of each key, and of each purge's prefix,
+// dropping the values and deletions that a later purge takes: the marks
+// shrink to the number of keys they name. It gives up the order across
+// keys, which only a long outage under churn comes to: the values are
+// written first, in order, then the deletions and purges, so that a
+// watcher sees a renamed object at its new key before its old key's
+// deletion (only names swapped among links can still show as a removal
+// and an addition). NATS.mu is held.
+func (w *kvWriter) compact() {
+	ops := make([]*kvOp, 0, len(w.last))
+	var dels []*kvOp
+	for _, op := range w.ops {
+		switch {
+		case w.last[op.key] != op:
+		case !op.purge && w.purgedSince(op.key, op.seq):
+			delete(w.last, op.key) // the purge deletes it
+		case op.del || op.purge:
+			dels = append(dels, op)
+		default:
+			ops = append(ops, op)
+		}
+	}
+	w.ops = append(ops, dels...)
+}
+
+func (w *kvWriter) count() { w.pending.Store(int64(len(w.ops) + w.inflight)) }
 
 // kvSent marks the keys that ev, just published with payload data,
 // changes. s.mu is held.
@@ -240,19 +306,21 @@ func (s *NATS) kvSent(ev *event.Event, data []byte) {
 	case event.NewLink:
 		l := &ev.Link
 		if old, ok := s.table.PublishedLink(l.Index); ok && old.Name != l.Name {
-			s.kvRename(&old, ev)
+			s.kvRename(&old, ev, data)
+			break
 		}
-		w.put(w.linkKey(l.Name, l.Index), data)
+		w.put(w.linkKey(l.Name, l.Index), l.Index, data)
 	case event.DelLink:
 		l := &ev.Link
 		key := w.linkKey(l.Name, l.Index)
 		if w.quiet[key] {
 			return
 		}
-		w.del(key)
+		// The addresses first, as the kernel deletes them.
 		w.purge(w.addrPrefix(l.Name, l.Index))
+		w.del(key)
 	case event.NewAddr:
-		w.put(w.addrKey(s.linkName(&ev.Addr), &ev.Addr), data)
+		w.put(w.addrKey(s.linkName(&ev.Addr), &ev.Addr), ev.Addr.Index, data)
 	case event.DelAddr:
 		key := w.addrKey(s.linkName(&ev.Addr), &ev.Addr)
 		if w.quiet[key] {
@@ -274,14 +342,16 @@ func (s *NATS) linkName(a *event.Addr) string {
 	return a.Ifname
 }
 
-// kvRename moves the keys of a link that ev renames, whose old value
-// consumers hold: the link's key, and its addresses', each written again
-// as a NEWADDR with the new name, stamped as ev. s.mu is held.
-func (s *NATS) kvRename(old *event.Link, ev *event.Event) {
+// kvRename moves the keys of a link that ev, published as data, renames,
+// whose old value consumers hold: the link's key, and its addresses',
+// each written again as a NEWADDR with the new name, stamped as ev. The
+// new keys are written before the old ones are deleted, the link's before
+// its addresses', so that a watcher sees the link and its addresses
+// renamed, never removed. s.mu is held.
+func (s *NATS) kvRename(old *event.Link, ev *event.Event, data []byte) {
 	w := s.kv
-	w.del(w.linkKey(old.Name, old.Index))
+	w.put(w.linkKey(ev.Link.Name, ev.Link.Index), ev.Link.Index, data)
 	for a := range s.table.HeldAddrs(old.Index, false) {
-		w.del(w.addrKey(old.Name, a))
 		m := event.Event{Type: event.NewAddr, Time: ev.Time, Host: ev.Host, Boot: ev.Boot, Seq: ev.Seq, Addr: *a}
 		m.Addr.Ifname = ev.Link.Name
 		b, err := s.enc.Append(w.buf[:0], &m)
@@ -289,36 +359,47 @@ func (s *NATS) kvRename(old *event.Link, ev *event.Event) {
 			continue // cannot happen for a value the encoder took before
 		}
 		w.buf = b
-		w.put(w.addrKey(ev.Link.Name, a), b)
+		w.put(w.addrKey(ev.Link.Name, a), a.Index, b)
 	}
+	for a := range s.table.HeldAddrs(old.Index, false) {
+		w.del(w.addrKey(old.Name, a))
+	}
+	w.del(w.linkKey(old.Name, old.Index))
 }
 
 // kvOpen returns the bucket, creating it when it is missing.
 func (s *NATS) kvOpen(ctx context.Context) (jetstream.JetStream, jetstream.KeyValue, error) {
 	w := s.kv
+	// The lock is not held across the requests: the startup dump's SYNC
+	// opens the bucket too, with the sink's lock held, and must not wait
+	// for the writer's attempt on a slow server on top of its own.
 	w.openMu.Lock()
-	defer w.openMu.Unlock()
 	if w.kv != nil {
-		return w.js, w.kv, nil
+		js, kv := w.js, w.kv
+		w.openMu.Unlock()
+		return js, kv, nil
 	}
 	if w.js == nil {
 		js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(kvTimeout),
 			jetstream.WithPublishAsyncMaxPending(2*kvChunk))
 		if err != nil {
+			w.openMu.Unlock()
 			return nil, nil, err
 		}
 		w.js = js
 	}
+	js := w.js
+	w.openMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	kv, err := w.js.KeyValue(ctx, w.cfg.Bucket)
+	kv, err := js.KeyValue(ctx, w.cfg.Bucket)
 	created := false
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		storage := jetstream.FileStorage
 		if w.cfg.Memory {
 			storage = jetstream.MemoryStorage
 		}
-		kv, err = w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:         w.cfg.Bucket,
 			Description:    "nlbridge: links and addresses of each host, and their presence",
 			History:        1,
@@ -327,7 +408,7 @@ func (s *NATS) kvOpen(ctx context.Context) (jetstream.JetStream, jetstream.KeyVa
 			LimitMarkerTTL: w.cfg.PresenceTTL,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = w.js.KeyValue(ctx, w.cfg.Bucket) // another host created it meanwhile
+			kv, err = js.KeyValue(ctx, w.cfg.Bucket) // another host created it meanwhile
 		} else if err == nil {
 			created = true
 			w.log.Info("created the state bucket", "replicas", w.cfg.Replicas, "storage", storage.String(),
@@ -340,17 +421,19 @@ func (s *NATS) kvOpen(ctx context.Context) (jetstream.JetStream, jetstream.KeyVa
 	if err != nil {
 		return nil, nil, fmt.Errorf("open bucket %s: %w", w.cfg.Bucket, err)
 	}
-	info, err := w.js.Stream(ctx, "KV_"+w.cfg.Bucket)
+	info, err := js.Stream(ctx, "KV_"+w.cfg.Bucket)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open bucket %s: %w", w.cfg.Bucket, err)
 	}
 	c := info.CachedInfo().Config
-	w.ttl = c.AllowMsgTTL
 	if !created {
 		s.kvCompare(&c)
 	}
+	w.openMu.Lock()
+	defer w.openMu.Unlock()
+	w.ttl = c.AllowMsgTTL
 	w.kv = kv
-	return w.js, kv, nil
+	return js, kv, nil
 }
 
 // kvCompare warns when an existing bucket's settings differ from the
@@ -468,6 +551,7 @@ func (s *NATS) kvStep(ctx context.Context) error {
 		return err
 	}
 	w.up.Store(true)
+	w.noJetStream.Store(false)
 	if w.down || w.noJS {
 		w.down, w.noJS = false, false
 		w.log.Info("state bucket reachable again: caught up")
@@ -489,6 +573,7 @@ func (s *NATS) kvFailed(err error) {
 	w.up.Store(false)
 	w.forget()
 	if noJetStream(err) {
+		w.noJetStream.Store(true)
 		if !w.noJS {
 			w.noJS = true
 			w.log.Warn("the NATS server has no JetStream: the state bucket is not written (events are published as usual); trying again every 30s",
@@ -505,118 +590,124 @@ func (s *NATS) kvFailed(err error) {
 	w.log.Debug("state bucket still unreachable", "error", err, "pending", w.pending.Load())
 }
 
-// kvFlush writes what is marked: the purges first, then the keys.
+// kvFlush writes what is marked, in order. A purge lists the keys under
+// its prefix and deletes them where it stands. The writes go out
+// asynchronously, kvChunk at a time, which the stream stores in the order
+// sent; when one fails, it and every mark after it are marked again, in
+// order, before what was marked meanwhile, since the writes after it may
+// have been stored before it is.
 func (s *NATS) kvFlush(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) error {
 	w := s.kv
 	s.mu.Lock()
-	if len(w.dirty) == 0 && len(w.purges) == 0 {
+	batch := w.ops
+	if len(batch) == 0 {
 		s.mu.Unlock()
 		return nil
 	}
-	batch, purges := w.dirty, w.purges
-	w.dirty, w.purges = make(map[string]*kvOp, len(batch)), make(map[string]uint64)
-	w.inflight = len(batch) + len(purges)
+	w.ops, w.last = nil, make(map[string]*kvOp)
+	w.inflight = len(batch)
 	s.mu.Unlock()
 
+	purged := make(map[string]uint64) // prefix → seq of its last purge in the batch
+	latest := make(map[string]uint64) // key → seq of its last mark in the batch
+	for _, op := range batch {
+		if op.purge {
+			purged[op.key] = max(purged[op.key], op.seq)
+		} else {
+			latest[op.key] = max(latest[op.key], op.seq)
+		}
+	}
 	type write struct {
+		src    int // the index in batch of the mark it writes
 		key    string
-		op     *kvOp
-		purge  string // the purge this deletion is part of, if any
+		data   []byte
+		del    bool
 		future jetstream.PubAckFuture
 	}
 	var writes []write
-	var failedKeys []write
-	failedPurges := make(map[string]uint64)
+	stop := len(batch) // the first mark that is to be marked again
 	var firstErr error
-	fail := func(err error) {
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	for prefix, gen := range purges {
-		keys, err := listKeys(ctx, kv, prefix+">")
-		if err != nil {
-			failedPurges[prefix] = gen
-			fail(fmt.Errorf("list %s>: %w", prefix, err))
+	for i, op := range batch {
+		if op.purge {
+			keys, err := listKeys(ctx, kv, op.key+">")
+			if err != nil {
+				stop, firstErr = i, fmt.Errorf("list %s>: %w", op.key, err)
+				break
+			}
+			for _, k := range keys {
+				if latest[k] < op.seq { // else written after the purge anyway
+					writes = append(writes, write{src: i, key: k, del: true})
+				}
+			}
 			continue
 		}
-		for _, k := range keys {
-			if op := batch[k]; op != nil && op.gen > gen {
-				continue // written after the purge anyway
-			}
-			writes = append(writes, write{key: k, op: &kvOp{del: true, gen: gen}, purge: prefix})
+		if p := w.addrPrefixOf(op.key); p != "" && purged[p] > op.seq {
+			continue // the purge deletes it
 		}
-	}
-	for k, op := range batch {
-		if p := w.addrPrefixOf(k); p != "" {
-			if _, failed := failedPurges[p]; failed {
-				failedKeys = append(failedKeys, write{key: k, op: op})
-				continue
-			}
-			if gen, ok := purges[p]; ok && gen > op.gen {
-				continue // the purge deletes it
-			}
-		}
-		writes = append(writes, write{key: k, op: op})
+		writes = append(writes, write{src: i, key: op.key, data: op.data, del: op.del})
 	}
 
 	// Publish in chunks, and wait for each chunk's acknowledgements.
 	for len(writes) > 0 {
 		chunk := writes[:min(kvChunk, len(writes))]
 		writes = writes[len(chunk):]
+		failed := -1 // the first write of chunk that failed
 		for i := range chunk {
 			wr := &chunk[i]
-			m := &nats.Msg{Subject: w.subj + wr.key, Data: wr.op.data}
-			if wr.op.del {
+			m := &nats.Msg{Subject: w.subj + wr.key, Data: wr.data}
+			if wr.del {
 				m.Header = nats.Header{"KV-Operation": {"DEL"}}
 			}
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
-				fail(err)
+				// What follows must not overtake it.
+				failed, firstErr = i, cmp.Or(firstErr, err)
+				chunk = chunk[:i+1]
+				break
 			}
 			wr.future = f
 		}
-		for _, wr := range chunk {
+		for i, wr := range chunk {
 			var err error
 			if wr.future == nil {
-				err = errors.New("not published")
-			} else {
-				select {
-				case <-wr.future.Ok():
-				case err = <-wr.future.Err():
-				case <-ctx.Done():
-					err = ctx.Err()
-				}
+				continue // counted above
+			}
+			select {
+			case <-wr.future.Ok():
+			case err = <-wr.future.Err():
+			case <-ctx.Done():
+				err = ctx.Err()
 			}
 			if err == nil {
 				w.writes.Add(1)
 				continue
 			}
 			w.failures.Add(1)
-			fail(err)
-			if wr.purge != "" {
-				failedPurges[wr.purge] = purges[wr.purge]
-			} else {
-				failedKeys = append(failedKeys, wr)
+			firstErr = cmp.Or(firstErr, err)
+			if failed < 0 || i < failed {
+				failed = i
 			}
+		}
+		if failed >= 0 {
+			stop = min(stop, chunk[failed].src)
+			break
 		}
 	}
 
-	// Mark again what failed, unless something newer replaced it.
+	// Mark again what failed and what follows it, before what was marked
+	// meanwhile, which is newer.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, wr := range failedKeys {
-		if _, newer := w.dirty[wr.key]; newer {
-			continue
+	if stop < len(batch) {
+		rest := batch[stop:]
+		for _, op := range rest {
+			if newer := w.last[op.key]; newer == nil || newer.seq < op.seq {
+				w.last[op.key] = op
+			}
 		}
-		if gen, ok := w.purges[w.addrPrefixOf(wr.key)]; ok && gen > wr.op.gen {
-			continue
-		}
-		w.dirty[wr.key] = wr.op
-	}
-	for p, gen := range failedPurges {
-		if _, newer := w.purges[p]; !newer {
-			w.purges[p] = gen
+		w.ops = append(slices.Clip(rest), w.ops...)
+		if len(w.ops) > 2*len(w.last)+kvCompactMin {
+			w.compact()
 		}
 	}
 	w.inflight = 0
@@ -746,9 +837,16 @@ func (s *NATS) kvStartup(ev *event.Event) {
 	defer cancel()
 	var entries map[string][]byte
 	err := errNotConnected
-	if s.nc != nil && s.nc.IsConnected() {
+	switch {
+	case s.nc == nil || !s.nc.IsConnected():
+	case w.noJetStream.Load():
+		err = jetstream.ErrJetStreamNotEnabled // as the writer found: no request while the events wait
+	default:
+		octx, ocancel := context.WithTimeout(ctx, kvStartupOpen)
 		var kv jetstream.KeyValue
-		if _, kv, err = s.kvOpen(ctx); err == nil {
+		_, kv, err = s.kvOpen(octx)
+		ocancel()
+		if err == nil {
 			entries, err = s.kvRead(ctx, kv)
 		}
 	}

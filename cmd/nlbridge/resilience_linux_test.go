@@ -258,7 +258,8 @@ func TestIntegrationShutdownRestart(t *testing.T) {
 	t.Logf("published %d messages before exiting", len(first))
 
 	c2 := startChild(t, conf, nil)
-	at := events.waitFor(len(first), "the second startup SYNC", func(m msg) bool { return m.str("reason") == "startup" })
+	at := waitChild(t, c2, events, len(first), "the second startup SYNC", 10*time.Second,
+		func(m msg) bool { return m.str("reason") == "startup" })
 	second := events.all()[len(first) : at+1]
 	if second[0].num("seq") != 1 || second[0].str("boot") == first[0].str("boot") {
 		t.Errorf("after restart: seq %v boot %s; before: boot %s", second[0].num("seq"), second[0].str("boot"), first[0].str("boot"))

@@ -72,3 +72,28 @@ func waitLog(t *testing.T, c *child, s string) {
 		}
 	}
 }
+
+// waitChild is events.waitFor for a message that child c publishes: when
+// none comes within timeout, c gets SIGQUIT, whose dump of its goroutines
+// says where it is stuck, and the test fails with it.
+func waitChild(t *testing.T, c *child, events *collector, from int, what string, timeout time.Duration, ok func(msg) bool) int {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; {
+		msgs := events.all()
+		for i := from; i < len(msgs); i++ {
+			if ok(msgs[i]) {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			c.signal(t, syscall.SIGQUIT)
+			c.wait(5 * time.Second)
+			t.Fatalf("timed out waiting for %s; got %d messages; nlbridge's log and goroutines:\n%s", what, len(msgs)-from,
+				c.stderr.String())
+		}
+		select {
+		case <-events.signal:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
