@@ -110,6 +110,8 @@ func TestAddrValueRoundTrip(t *testing.T) {
 // HeldAddrs yields the addresses consumers hold, of one link or of all.
 func TestHeldAddrs(t *testing.T) {
 	tb := New(nil)
+	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
+	publish(tb, link(event.NewLink, 3, "eth1", 1500), true)
 	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.1/24"), true)
 	publish(tb, addr(event.NewAddr, 2, "eth0", "2001:db8::1/64"), true)
 	publish(tb, addr(event.NewAddr, 2, "eth0", "192.0.2.9/24"), false) // not published: not held

@@ -391,7 +391,7 @@ func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event
 		e = &linkEntry{}
 		t.links[l.Index] = e
 	}
-	existed, wasVisible := e.exists, e.exists && e.visible
+	wasVisible := e.exists && e.visible
 	if !e.exists && e.held {
 		e.reborn = true
 	}
@@ -405,9 +405,11 @@ func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event
 	if changed != 0 || !e.held || e.reborn || !e.visible {
 		e.synced = e.held == e.visible && !e.reborn && changed == 0
 	}
-	entering := existed && !wasVisible && e.visible
-	if existed && e.visible != wasVisible {
-		t.rescope(l.Index, e) // renamed into or out of the scope
+	// A link renamed into the scope, or one that is new to the table:
+	// its addresses known meanwhile enter with it (see newAddr).
+	entering := !wasVisible && e.visible
+	if e.visible != wasVisible {
+		t.rescope(l.Index, e) // renamed into or out of the scope, or new
 	}
 	if e.held && (e.reborn || !e.visible) {
 		out = append(out, linkMsg(event.DelLink, ev, e.heldValue()))
@@ -424,8 +426,8 @@ func (t *Table) newLink(ev *event.Event, force bool, out []event.Event) ([]event
 		out = append(out, m)
 	}
 	if entering {
-		// The link's addresses, known while it was out of scope, enter
-		// with it.
+		// The link's addresses, known while it was out of scope or
+		// unknown, enter with it.
 		out = t.appendAddrsOf(l.Index, ev, out)
 	}
 	return out, true
@@ -529,6 +531,15 @@ func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event
 	}
 	e.v, e.exists, e.seen = v, true, t.gen
 	e.visible = t.addrVisible(a)
+	if l := t.links[a.Index]; l == nil || !l.exists {
+		// The link's NEWLINK was lost (the resync that follows the loss
+		// brings it), or it is gone: the address waits for the link, so
+		// that consumers never hold an address of a link they do not
+		// hold, or under a name they do not know. newLink publishes it
+		// with the link, named as the link; a dump that does not show it
+		// forgets it.
+		e.visible = false
+	}
 	if e.held != e.visible {
 		e.synced = false
 	} else if !e.held {

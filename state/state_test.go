@@ -354,6 +354,7 @@ func addr6(typ event.Type, index uint32, a string) *event.Event {
 // local address, prefix length and peer, IPv6 ones by address alone.
 func TestAddrIdentity(t *testing.T) {
 	tb := New(nil)
+	publish(tb, link(event.NewLink, 2, "ppp0", 1500), true)
 	for _, ev := range []*event.Event{
 		peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.3/32"),
 		peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.2/32"),
@@ -380,10 +381,12 @@ func TestAddrIdentity(t *testing.T) {
 	// its namesake. The order is the keys', every time.
 	for range 20 {
 		tb := New(nil)
+		publish(tb, link(event.NewLink, 2, "ppp0", 1500), true)
 		for _, p := range []string{"10.9.0.4/32", "10.9.0.2/32", "10.9.0.3/32", "10.9.0.3/31"} {
 			publish(tb, peerAddr(event.NewAddr, 2, "10.9.0.1", p), true)
 		}
 		tb.BeginDump()
+		publish(tb, link(event.NewLink, 2, "ppp0", 1500), true)
 		if out := publish(tb, peerAddr(event.NewAddr, 2, "10.9.0.1", "10.9.0.3/32"), true); len(out) != 0 {
 			t.Fatalf("dumped again: published %+v, want nothing", out)
 		}
@@ -440,6 +443,7 @@ func TestLifetimes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := New(nil)
+			publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
 			publish(tb, tt.readings[0], true)
 			for i, ev := range tt.readings[1:] {
 				out := publish(tb, ev, true)
@@ -456,10 +460,77 @@ func TestLifetimes(t *testing.T) {
 	}
 	// A deleted address that comes back is measured from its return.
 	tb := New(nil)
+	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
 	publish(tb, at(0, 1000, 500), true)
 	publish(tb, &event.Event{Type: event.DelAddr, Time: t0.Add(10 * time.Second), Addr: at(0, 990, 490).Addr}, false)
 	publish(tb, at(20*time.Second, 1000, 500), true)
 	if out := publish(tb, at(30*time.Second, 990, 490), true); len(out) != 0 {
 		t.Errorf("address added again, then counting down: published %+v, want nothing", out)
+	}
+}
+
+// An address of a link the table does not know (its NEWLINK was lost)
+// waits for the link: it is published after the link's NEWLINK, with the
+// link's name, and forgotten by a dump that does not show it. Consumers
+// never hold an address of a link they do not hold.
+func TestAddrBeforeLink(t *testing.T) {
+	tb := New(nil)
+	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
+	for _, a := range []string{"192.0.2.1/24", "2001:db8::1/64"} {
+		if out := publish(tb, addr(event.NewAddr, 3, "", a), true); len(out) != 0 {
+			t.Errorf("NEWADDR %s of unknown link 3: published %v, want nothing", a, summary(out))
+		}
+	}
+	if l, a := tb.Len(); l != 1 || a != 0 {
+		t.Errorf("Len = %d, %d, want 1, 0: consumers are to hold no address of a link they do not hold", l, a)
+	}
+	if got := reconcile(tb); len(got) != 0 {
+		t.Errorf("Dirty = %v, want nothing", got)
+	}
+	// The link arrives, as a notification: its addresses follow it, named.
+	out := publish(tb, link(event.NewLink, 3, "e0", 1500), true)
+	want := []string{"NEWLINK e0", "NEWADDR e0 192.0.2.1", "NEWADDR e0 2001:db8::1"}
+	if got := summary(out); !slices.Equal(got, want) {
+		t.Errorf("NEWLINK e0: published %q, want %q", got, want)
+	}
+	for _, m := range out {
+		if m.Dump || m.Changed != 0 {
+			t.Errorf("%v: dump %v, changed %v, want a new object's notification", summary([]event.Event{m}), m.Dump, m.Changed)
+		}
+	}
+	// The resync's dump shows them as consumers hold them.
+	tb.BeginDump()
+	for _, ev := range []*event.Event{link(event.NewLink, 2, "eth0", 1500), link(event.NewLink, 3, "e0", 1500),
+		addr(event.NewAddr, 3, "e0", "192.0.2.1/24"), addr(event.NewAddr, 3, "e0", "2001:db8::1/64")} {
+		ev.Dump = true
+		if out := publish(tb, ev, true); len(out) != 0 {
+			t.Errorf("resync: published %v, want nothing", summary(out))
+		}
+	}
+	if out := tb.Vanished("", nil); len(out) != 0 {
+		t.Errorf("Vanished = %v, want nothing", summary(out))
+	}
+
+	// An address waiting for a link that the resync's dump does not show
+	// is forgotten; so is one of a link deleted before it was read.
+	publish(tb, addr(event.NewAddr, 4, "", "198.51.100.1/24"), true)
+	publish(tb, link(event.DelLink, 3, "e0", 1500), true)
+	publish(tb, addr(event.NewAddr, 3, "e0", "2001:db8::2/64"), true)
+	size := tb.Size()
+	tb.BeginDump()
+	publish(tb, link(event.NewLink, 2, "eth0", 1500), true)
+	if out := tb.Vanished("", nil); len(out) != 0 {
+		t.Errorf("Vanished = %v, want nothing: consumers never held the waiting addresses", summary(out))
+	}
+	if got := tb.Size(); got != 1 || size != 3 {
+		t.Errorf("table size %d before the dump, %d after, want 3 and 1 (eth0)", size, got)
+	}
+
+	// Published while NATS is unreachable, the link and its address are
+	// caught up in that order.
+	publish(tb, addr(event.NewAddr, 5, "", "203.0.113.1/24"), false)
+	publish(tb, link(event.NewLink, 5, "e1", 1500), false)
+	if got, want := reconcile(tb), []string{"NEWLINK e1", "NEWADDR e1 203.0.113.1"}; !slices.Equal(got, want) {
+		t.Errorf("Dirty = %q, want %q", got, want)
 	}
 }
