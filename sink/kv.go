@@ -67,6 +67,12 @@ type KVConfig struct {
 	PresenceTTL time.Duration
 	// Version is written in the presence key.
 	Version string
+	// AwaitStartup holds every write of a link or an address until the
+	// startup dump's SYNC has read the bucket: set it when nlbridge dumps
+	// at start, so that the read finds the last run's keys, not this
+	// run's values already written over them (a link whose name now has
+	// another index would otherwise never get its DELLINK).
+	AwaitStartup bool
 }
 
 const (
@@ -119,6 +125,7 @@ type kvWriter struct {
 	inflight int              // marks the writer is writing
 	quiet    map[string]bool  // keys whose deletion startup reconciliation marked itself
 	unread   bool             // stale keys are yet to be removed (the bucket was unreachable at startup)
+	awaiting bool             // no mark is written before the startup read (KVConfig.AwaitStartup)
 	buf      []byte           // addresses encoded again after a rename, reused
 
 	kick chan struct{}      // wakes the writer
@@ -164,6 +171,7 @@ func newKVWriter(cfg KVConfig, host string, log *slog.Logger) *kvWriter {
 		log:      log.With("bucket", cfg.Bucket),
 		started:  time.Now(),
 		last:     make(map[string]*kvOp),
+		awaiting: cfg.AwaitStartup,
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -600,7 +608,7 @@ func (s *NATS) kvFlush(ctx context.Context, js jetstream.JetStream, kv jetstream
 	w := s.kv
 	s.mu.Lock()
 	batch := w.ops
-	if len(batch) == 0 {
+	if len(batch) == 0 || w.awaiting {
 		s.mu.Unlock()
 		return nil
 	}
@@ -813,6 +821,9 @@ func (s *NATS) kvShutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
 	defer cancel()
+	s.mu.Lock()
+	w.awaiting = false // no startup read is coming: what this run marked is better written than lost
+	s.mu.Unlock()
 	js, kv, err := s.kvOpen(ctx)
 	if err == nil {
 		err = s.kvFlush(ctx, js, kv)
@@ -833,6 +844,10 @@ func (s *NATS) kvShutdown() {
 // bucket cannot be read, the writer does it once it can.
 func (s *NATS) kvStartup(ev *event.Event) {
 	w := s.kv
+	defer func() {
+		w.awaiting = false // the dump's marks are written now, after the read
+		w.wake()
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), kvReadTimeout)
 	defer cancel()
 	var entries map[string][]byte

@@ -1,12 +1,15 @@
 package sink
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nlbridge/nlbridge/event"
 )
@@ -86,4 +89,56 @@ func TestKVStartupNoJetStream(t *testing.T) {
 	if !strings.Contains(line, "jetstream not enabled") || strings.Contains(line, "open bucket") {
 		t.Errorf("the startup's warning is %q, want one that says JetStream is not enabled, without a request:\n%s", line, logs)
 	}
+}
+
+// TestKVStartupDumpOutlastsLinger: a startup dump that takes longer than
+// the writer's linger (a big host, a busy machine) must not have its
+// values written before the SYNC reads the bucket: the read would find
+// "moved" with its new index, take the key for live, and the DELLINK of
+// the old index, which consumers of the last run hold, would never go out.
+func TestKVStartupDumpOutlastsLinger(t *testing.T) {
+	srv := runJetStream(t, server.RANDOM_PORT, t.TempDir())
+	url := srv.ClientURL()
+	first := newKVSink(t, url, "h", nil)
+	kv := bucket(t, url)
+	dump(first, event.ReasonStartup, "", linkEv(event.NewLink, 1, "lo", 65536), linkEv(event.NewLink, 4, "moved", 1500))
+	waitContents(t, kv, "h", []string{"h.link.lo=NEWLINK 1 lo mtu 65536", "h.link.moved=NEWLINK 4 moved mtu 1500"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// While nlbridge was down, "moved" was created again with index 7.
+	ch := listen(t, url)
+	second := newKVSinkConfig(t, url, "h", func(c *KVConfig) { c.AwaitStartup = true })
+	info := event.SyncInfo{Reason: event.ReasonStartup}
+	second.Handle(&event.Event{Type: event.Begin, Time: time.Now(), Sync: info})
+	for _, ev := range []*event.Event{linkEv(event.NewLink, 1, "lo", 65536), linkEv(event.NewLink, 7, "moved", 1500)} {
+		ev.Dump = true
+		second.Handle(ev)
+	}
+	time.Sleep(10 * kvLinger) // the writer would have written h.link.moved by now
+	if e, err := kv.Get(ctx, "h.link.moved"); err != nil || !strings.Contains(string(e.Value()), `"index":4`) {
+		t.Fatalf("before the SYNC, h.link.moved holds %q (%v), want the last run's value, index 4", valueOf(e), err)
+	}
+	sync := &event.Event{Type: event.Sync, Time: time.Now(), Sync: info}
+	second.Handle(sync)
+	got := next(t, ch, int(sync.Seq))
+	var names []string
+	for _, r := range got {
+		names = append(names, r.String())
+	}
+	want := []string{"NEWLINK netlink.h.link.lo.new", "NEWLINK netlink.h.link.moved.new", "DELLINK netlink.h.link.moved.del", "SYNC netlink.h.sync"}
+	if !slices.Equal(names, want) {
+		t.Errorf("the startup dump: %v, want %v", names, want)
+	}
+	waitContents(t, kv, "h", []string{"h.link.lo=NEWLINK 1 lo mtu 65536", "h.link.moved=NEWLINK 7 moved mtu 1500"})
+}
+
+func valueOf(e jetstream.KeyValueEntry) string {
+	if e == nil {
+		return ""
+	}
+	return string(e.Value())
 }

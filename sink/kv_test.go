@@ -41,13 +41,27 @@ const kvTestTTL = 3 * time.Second
 
 func newKVSink(t *testing.T, url, host string, log *syncBuffer) *NATS {
 	t.Helper()
+	return newKVSinkLog(t, url, host, log, nil)
+}
+
+// newKVSinkConfig is newKVSink with a change to the bucket's configuration.
+func newKVSinkConfig(t *testing.T, url, host string, change func(*KVConfig)) *NATS {
+	t.Helper()
+	return newKVSinkLog(t, url, host, nil, change)
+}
+
+func newKVSinkLog(t *testing.T, url, host string, log *syncBuffer, change func(*KVConfig)) *NATS {
+	t.Helper()
 	logger := discard()
 	if log != nil {
 		logger = slog.New(slog.NewTextHandler(log, nil))
 	}
+	kvc := KVConfig{Bucket: "netlink", Replicas: 1, Memory: false, PresenceTTL: kvTestTTL, Version: "1.2.3"}
+	if change != nil {
+		change(&kvc)
+	}
 	s, err := Connect(Config{Servers: []string{url}, Name: "test", Host: host,
-		Subjects: NewSubjects("netlink", "nlbridge", host), Encoder: encode.JSON{}, Logger: logger,
-		KV: KVConfig{Bucket: "netlink", Replicas: 1, Memory: false, PresenceTTL: kvTestTTL, Version: "1.2.3"}})
+		Subjects: NewSubjects("netlink", "nlbridge", host), Encoder: encode.JSON{}, Logger: logger, KV: kvc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -330,7 +330,7 @@ func kvConfig(cfg config.Config, embedded bool) sink.KVConfig {
 		return sink.KVConfig{}
 	}
 	k := sink.KVConfig{Bucket: cfg.KV.Bucket, Replicas: cfg.KV.Replicas, Memory: cfg.KV.Storage == config.StorageMemory,
-		PresenceTTL: cfg.KV.PresenceTTL, Version: version}
+		PresenceTTL: cfg.KV.PresenceTTL, Version: version, AwaitStartup: cfg.Dump.OnStart}
 	if embedded {
 		k.Replicas = 1
 		k.Memory = k.Memory || cfg.NATS.Embedded.StoreDir == ""
