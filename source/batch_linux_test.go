@@ -79,7 +79,9 @@ func TestIntegrationBatchedReceiveStrandsNothing(t *testing.T) {
 		send(k)
 		want += uint64(k)
 		waitUntil(t, 3*time.Second,
-			func() string { return fmt.Sprintf("burst of %d: %d of %d datagrams read", k, src.Stats().Foreign, want) },
+			func() string {
+				return fmt.Sprintf("burst of %d: %d of %d datagrams read", k, src.Stats().Foreign, want)
+			},
 			func() bool { return src.Stats().Foreign >= want })
 	}
 	// Nothing more arrives later, either.
