@@ -3,6 +3,7 @@ package sink
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -15,8 +16,8 @@ import (
 )
 
 // dialer is the nats.go CustomDialer nlbridge connects through: a plain
-// TCP dial whose connection writes with a non-blocking send(2) made
-// directly, as the netlink reads are.
+// TCP dial whose connection writes with a non-blocking send(2), and reads
+// with a non-blocking recvfrom(2), made directly, as the netlink reads are.
 //
 // Why: nats.go writes every flush through net.Conn.Write, a syscall the Go
 // runtime announces to its monitor thread (sysmon), and sets and clears a
@@ -67,7 +68,8 @@ func (d *dialer) Dial(network, address string) (net.Conn, error) {
 }
 
 // writeConn is a TCP connection whose Write makes the send(2) itself and
-// keeps the write deadline to itself until a write has to wait.
+// keeps the write deadline to itself until a write has to wait, and whose
+// Read makes the recvfrom(2) itself.
 //
 // It holds the *net.TCPConn rather than embedding it, and forwards only
 // what net.Conn needs: an embedded one would also lend it ReadFrom
@@ -96,8 +98,50 @@ func (c *writeConn) SetWriteDeadline(t time.Time) error {
 
 var _ net.Conn = (*writeConn)(nil)
 
-// Read reads from the socket, as net.Conn does.
-func (c *writeConn) Read(p []byte) (int, error) { return c.tc.Read(p) }
+// Read reads from the socket with a recvfrom(2) made directly, and waits
+// for data through the runtime's poller, with the read deadline in force,
+// as net.Conn does.
+//
+// Why: a system call announced to the runtime wakes its monitor thread
+// (sysmon) from the deep sleep it takes while nlbridge is idle, and sysmon
+// then polls every 20 µs for a millisecond or more. nats.go reads every
+// PONG and server PING through Read: in a burst of kernel events, those
+// reads made nearly all of sysmon's wakeups, and sysmon took about 6% of
+// nlbridge's CPU. A read from a non-blocking TCP socket never blocks.
+func (c *writeConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+				unix.MSG_DONTWAIT, 0, 0)
+			switch e {
+			case 0:
+				n = int(r)
+				return true
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				rerr = os.NewSyscallError("recvfrom", e)
+				return true
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	switch {
+	case err != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	case n == 0:
+		return 0, io.EOF // the server closed the connection
+	}
+	return n, nil
+}
 
 // Close closes the socket.
 func (c *writeConn) Close() error { return c.tc.Close() }

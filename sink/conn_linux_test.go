@@ -228,3 +228,73 @@ func TestWriteConnOnlyWritePath(t *testing.T) {
 		t.Errorf("peer read %d bytes (%.16q), want the %d copied (%.16q)", len(b), b, len(want), want)
 	}
 }
+
+// TestWriteConnRead: Read returns what the peer wrote, waiting for it when
+// none is there yet; a read deadline ends a waiting Read with a timeout,
+// and a closed peer gives io.EOF, as a net.Conn's Read does.
+func TestWriteConnRead(t *testing.T) {
+	c, s := connPair(t)
+	want := []byte("INFO {}\r\nPING\r\nPONG\r\n")
+	go func() {
+		for i := range want {
+			time.Sleep(time.Millisecond) // the reader waits for most bytes
+			if _, err := s.Write(want[i : i+1]); err != nil {
+				return
+			}
+		}
+	}()
+	var got []byte
+	buf := make([]byte, 64)
+	for tries := 0; len(got) < len(want); tries++ {
+		if tries > 10*len(want) {
+			t.Fatalf("read %q in %d calls, want %q", got, tries, want)
+		}
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("Read after %q: %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+
+	if err := c.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if n, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read with nothing to read past its deadline = %d, %v; want a timeout", n, err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond || d > 5*time.Second {
+		t.Errorf("Read returned after %v, want at the 20 ms deadline", d)
+	}
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.Write([]byte("+OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	got = got[:0]
+	for tries := 0; ; tries++ {
+		if tries > 10 {
+			t.Fatalf("no io.EOF after the peer closed, in %d reads", tries)
+		}
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Read after the peer closed: %v, want io.EOF", err)
+		}
+	}
+	if string(got) != "+OK\r\n" {
+		t.Errorf("read %q before EOF, want %q", got, "+OK\r\n")
+	}
+	if n, err := c.Read(nil); n != 0 || err != nil {
+		t.Errorf("Read(nil) = %d, %v; want 0, nil", n, err)
+	}
+}

@@ -390,7 +390,11 @@ func (s *NATS) send(ev *event.Event) bool {
 	s.subject = s.subj.Append(s.subject[:0], ev)
 	s.msgID = append(append(append(append(s.msgID[:0], s.host...), '.'), s.boot...), '.')
 	s.msgID = strconv.AppendUint(s.msgID, ev.Seq, 10)
-	s.msg.Subject = string(s.subject)
+	if string(s.subject) != s.msg.Subject {
+		// A link that changes again and again keeps its subject: the
+		// comparison does not allocate, the conversion would.
+		s.msg.Subject = string(s.subject)
+	}
 	s.msg.Header["Nats-Msg-Id"][0] = string(s.msgID)
 	s.msg.Data = data
 	if s.nc == nil {

@@ -36,6 +36,11 @@ const (
 	recvSize    = 64 << 10
 	maxRecvSize = 1 << 20
 
+	// recvBatch is the most datagrams that one receive reads outside
+	// dumps (see read). The buffers beyond the first take memory only
+	// where the kernel writes: notifications are a few KiB.
+	recvBatch = 8
+
 	// rtextFilterSkipStats asks the kernel to leave the interface counters
 	// out of link dumps: nlbridge does not publish them, and they are the
 	// largest attributes of a link message.
@@ -82,10 +87,13 @@ type Netlink struct {
 	// a receive may continue it, and sleep (see recv).
 	dumping atomic.Bool
 
-	buf     []byte                  // receive buffer, reused; owned by Run
-	from    unix.RawSockaddrNetlink // sender of the last datagram; owned by Run
-	fromLen uint32
-	dec     *decoder // owned by Run
+	// The receive buffers and recvmmsg's vector, reused; owned by Run.
+	buf   []byte                             // the first buffer; every buffer has its length
+	bufs  [recvBatch][]byte                  // the buffers of a batch; bufs[0] is buf
+	iovs  [recvBatch]unix.Iovec              // one for each buffer
+	froms [recvBatch]unix.RawSockaddrNetlink // the datagrams' senders
+	msgs  [recvBatch]unix.Mmsghdr            // the vector, with each datagram's size
+	dec   *decoder                           // owned by Run
 
 	minInterval time.Duration // least time from a dump's end to a requested one's start
 
@@ -252,40 +260,99 @@ func (n *Netlink) Run(ctx context.Context, h Handler) error {
 
 	var ev event.Event
 	for {
-		size, err := n.recv()
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case errors.Is(err, unix.ENOBUFS):
-				n.overflow("the kernel dropped messages: socket receive buffer overflow")
-				continue
-			}
-			return fmt.Errorf("source: receive: %w", err)
-		}
-		// The sender first, whatever the size: a datagram that a process
-		// sent changes nothing, however large it is.
-		if n.from.Pid != 0 {
-			n.foreign(size)
+		err := n.read(ctx, h, &ev)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, unix.ENOBUFS):
+			n.overflow("the kernel dropped messages: socket receive buffer overflow")
 			continue
 		}
-		if size > len(n.buf) {
-			n.truncated(size)
-			continue
-		}
-		now := time.Now()
-		n.c.lastEvent.Store(now.UnixNano())
-		n.datagram(n.buf[:size], now, h, &ev)
+		return fmt.Errorf("source: receive: %w", err)
 	}
 }
 
-// recv reads one datagram into n.buf, and its sender into n.from, without
-// allocating. MSG_TRUNC makes the kernel report a datagram's real size, so
-// a size larger than n.buf means that the datagram was truncated; the
-// kernel fills n.from even then.
-func (n *Netlink) recv() (int, error) {
-	var size int
-	var errno syscall.Errno
+// read receives datagrams and handles them until a receive fails, or ctx
+// is done; then it returns the receive's error (the deadline Run sets when
+// ctx is cancelled, or ENOBUFS after an overflow).
+//
+// It reads up to recvBatch datagrams with each recvmmsg(2), and handles
+// them before the next, in one call of the descriptor's RawConn.Read, so
+// that a socket found drained costs no read that finds it empty. A receive
+// that returns fewer datagrams than it asked for found the socket empty
+// (or failed, when the kernel keeps the error for the next receive): the
+// reader then waits for the socket through the runtime's poller, which
+// waits for an edge (EPOLLET). The kernel raises one after every datagram
+// it queues, and after every error it sets, so whatever arrives after that
+// receive wakes the reader, and whatever arrived while the reader handled
+// the batch has already marked the descriptor ready, so that the wait
+// returns at once. Nothing else reads the socket, and only a new Read
+// (after an error) forgets that mark, so it first receives rather than
+// waits. The datagrams of a batch are handled, and their messages handed
+// to the NATS client, before the reader waits: its flusher writes them
+// all with one write when the reader has nothing left to do.
+func (n *Netlink) read(ctx context.Context, h Handler, ev *event.Event) error {
+	var rerr error
+	err := n.raw.Read(func(fd uintptr) bool {
+		for {
+			got, want, errno := n.recv(fd)
+			switch errno {
+			case 0:
+			case unix.EAGAIN:
+				return false
+			case unix.EINTR:
+				continue
+			default:
+				rerr = errno
+				return true
+			}
+			for i := range got {
+				n.handle(i, h, ev)
+			}
+			switch {
+			case ctx.Err() != nil:
+				return true
+			case got < want:
+				return false // drained: wait for the next edge
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return rerr
+}
+
+// handle checks and handles datagram i of the last receive.
+func (n *Netlink) handle(i int, h Handler, ev *event.Event) {
+	size := int(n.msgs[i].Len)
+	// The sender first, whatever the size: a datagram that a process
+	// sent changes nothing, however large it is.
+	if pid := n.froms[i].Pid; pid != 0 {
+		n.foreign(pid, size)
+		return
+	}
+	b := n.bufs[i]
+	if size > len(b) {
+		n.truncated(b, size)
+		return
+	}
+	now := time.Now()
+	n.c.lastEvent.Store(now.UnixNano())
+	n.datagram(b[:size], now, h, ev)
+}
+
+// recv reads datagrams into n.bufs and their senders into n.froms, without
+// allocating: got of them, when it asked for want. Outside dumps it asks
+// for up to recvBatch; during one, for one, as before batches were read
+// (the buffers of a batch would each hold one of the kernel's 32 KiB dump
+// replies). MSG_TRUNC makes the kernel report a datagram's real size in
+// its Len, so a size larger than its buffer means that the datagram was
+// truncated; the kernel fills its sender even then.
+func (n *Netlink) recv(fd uintptr) (got, want int, errno syscall.Errno) {
+	// Looked at before each call: a dump may have started while the
+	// reader waited for the socket.
+	dumping := n.dumping.Load()
 	// MSG_DONTWAIT: the call never waits for data; an empty socket is
 	// waited for through the runtime's poller. Outside our dumps it cannot
 	// sleep at all (netlink_recvmsg dequeues and copies), so it is made
@@ -297,44 +364,48 @@ func (n *Netlink) recv() (int, error) {
 	// 1, stop every goroutine (the NATS client, the metrics server, the
 	// GC). So during dumps the scheduler is told. (A receive that races
 	// with the start of a dump by another goroutine may still be raw.)
-	err := n.raw.Read(func(fd uintptr) bool {
-		// Looked at before each call: a dump may have started while
-		// the reader waited for the socket.
-		raw := !n.dumping.Load()
-		switch recvMode {
-		case recvAlwaysRaw:
-			raw = true
-		case recvNeverRaw:
-			raw = false
-		}
-		n.fromLen = unix.SizeofSockaddrNetlink
-		var r uintptr
-		var e syscall.Errno
-		if raw {
-			r, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd,
-				uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
-				unix.MSG_DONTWAIT|unix.MSG_TRUNC,
-				uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
-		} else {
-			r, _, e = unix.Syscall6(unix.SYS_RECVFROM, fd,
-				uintptr(unsafe.Pointer(&n.buf[0])), uintptr(len(n.buf)),
-				unix.MSG_DONTWAIT|unix.MSG_TRUNC,
-				uintptr(unsafe.Pointer(&n.from)), uintptr(unsafe.Pointer(&n.fromLen)))
-		}
-		size, errno = int(r), e
-		return errno != unix.EAGAIN && errno != unix.EINTR
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case errno != 0:
-		return 0, errno
+	raw := !dumping
+	switch recvMode {
+	case recvAlwaysRaw:
+		raw = true
+	case recvNeverRaw:
+		raw = false
 	}
-	return size, nil
+	want = recvBatch
+	if dumping {
+		want = 1
+	}
+	n.bufs[0] = n.buf
+	for i := range want {
+		if len(n.bufs[i]) != len(n.buf) {
+			n.bufs[i] = make([]byte, len(n.buf)) // the first time, or grown after a truncation
+		}
+		n.iovs[i] = unix.Iovec{Base: &n.bufs[i][0]}
+		n.iovs[i].SetLen(len(n.bufs[i]))
+		n.msgs[i] = unix.Mmsghdr{Hdr: unix.Msghdr{
+			Name:    (*byte)(unsafe.Pointer(&n.froms[i])),
+			Namelen: unix.SizeofSockaddrNetlink,
+			Iov:     &n.iovs[i],
+		}}
+		n.msgs[i].Hdr.SetIovlen(1)
+	}
+	var r uintptr
+	if raw {
+		r, _, errno = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&n.msgs[0])), uintptr(want),
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	} else {
+		r, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&n.msgs[0])), uintptr(want),
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	}
+	if errno != 0 {
+		return 0, want, errno
+	}
+	return int(r), want, 0
 }
 
-// truncated handles a datagram from the kernel that did not fit n.buf, of
-// which only the head was read: it grows the buffer (up to maxRecvSize) and
+// truncated handles a datagram from the kernel of size bytes that did not
+// fit its buffer b, of which only the head was read: it grows the buffers
+// (up to maxRecvSize) and
 // counts what was lost. Outside a dump a notification was lost, which a
 // resync repairs. During a dump, the lost messages may be the dump's, and
 // a SYNC after them would make consumers delete what exists: the attempt is
@@ -342,13 +413,13 @@ func (n *Netlink) recv() (int, error) {
 // lost part may have held the kernel's NLMSG_DONE, the new request goes out
 // at once; if the kernel refuses it (EBUSY: the old attempt still runs), it
 // is sent again when the old attempt ends.
-func (n *Netlink) truncated(size int) {
+func (n *Netlink) truncated(b []byte, size int) {
 	// The head read holds at least a header: whose the datagram was.
-	pid := binary.NativeEndian.Uint32(n.buf[12:16])
-	seq := binary.NativeEndian.Uint32(n.buf[8:12])
-	had := len(n.buf)
-	if want := min(max(2*had, nlmsgAlign(size)), maxRecvSize); want > had {
-		n.buf = make([]byte, want)
+	pid := binary.NativeEndian.Uint32(b[12:16])
+	seq := binary.NativeEndian.Uint32(b[8:12])
+	had := len(b)
+	if want := min(max(2*had, nlmsgAlign(size)), maxRecvSize); want > len(n.buf) {
+		n.buf = make([]byte, want) // recv grows the others to match
 	}
 	why := fmt.Sprintf("a datagram of %d bytes from the kernel did not fit the %d byte buffer (now %d)", size, had, len(n.buf))
 
@@ -928,13 +999,13 @@ func (n *Netlink) queueResync() {
 // netlink socket in it, and must not be able to forge events, nor make
 // nlbridge grow its buffer or dump. The first is logged as a warning, later
 // ones at debug level.
-func (n *Netlink) foreign(size int) {
+func (n *Netlink) foreign(pid uint32, size int) {
 	level := slog.LevelDebug
 	if n.c.foreign.Add(1) == 1 {
 		level = slog.LevelWarn
 	}
 	n.log.Log(context.Background(), level, "dropped a netlink datagram that the kernel did not send (further ones are logged at debug level)",
-		"sender_port", n.from.Pid, "size", size)
+		"sender_port", pid, "size", size)
 }
 
 // decodeError counts a message that could not be decoded. The first is

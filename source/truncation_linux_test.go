@@ -276,7 +276,7 @@ func TestTruncatedGrowthCapped(t *testing.T) {
 	} {
 		// Closed and socketless: the resync it asks for is queued, not sent.
 		n := &Netlink{buf: make([]byte, tt.had), closed: true, log: slog.New(slog.DiscardHandler)}
-		n.truncated(tt.size)
+		n.truncated(n.buf, tt.size)
 		if len(n.buf) != tt.want {
 			t.Errorf("a %d byte datagram in a %d byte buffer: buffer grown to %d, want %d", tt.size, tt.had, len(n.buf), tt.want)
 		}
