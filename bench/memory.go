@@ -123,17 +123,23 @@ func (b *bench) memory(ctx context.Context) error {
 		}
 	}
 	// Settled: the resident set within 64 KiB for 2 s (nlbridge gives
-	// back the garbage of a burst once it is quiet).
-	for stable, deadline := 0, time.Now().Add(30*time.Second); stable < 4 && time.Now().Before(deadline); {
+	// back the garbage of a burst once it is quiet). Only /proc is read
+	// meanwhile: a scrape every half second is work for nlbridge (more
+	// than a Prometheus server's every 15 s or so) that would keep it from
+	// ever being quiet.
+	for stable, last, deadline := 0, grown.rssKiB, time.Now().Add(30*time.Second); stable < 4 && time.Now().Before(deadline); {
 		time.Sleep(500 * time.Millisecond)
-		r, err := readMem(ctx, p, metrics)
+		rss, err := statusKiB(p.pid(), "VmRSS")
 		if err != nil {
 			return err
 		}
-		if stable++; r.rssKiB > grown.rssKiB+64 || r.rssKiB < grown.rssKiB-64 {
+		if stable++; rss > last+64 || rss < last-64 {
 			stable = 0
 		}
-		grown = r
+		last = rss
+	}
+	if grown, err = readMem(ctx, p, metrics); err != nil {
+		return err
 	}
 	perObject := float64(grown.rssKiB-idle.rssKiB) * 1024 / float64(objects)
 	heapPerObject := (grown.heapInuse - idle.heapInuse) / float64(objects)
