@@ -265,18 +265,24 @@ func (f *fleet) noBucket() string {
 // showCmd runs "nlbridge show": the fleet's interfaces, one line each.
 func showCmd(args []string, stdout, stderr io.Writer) int {
 	var o fleetOptions
-	fs := newShowFlags(&o, stderr)
+	return runFleet(newShowFlags(&o, stderr), &o, args, stdout, stderr, show)
+}
+
+// runFleet parses args into o with fs and runs the command until it is
+// done or interrupted: exit status 2 for bad flags, 1 when run fails.
+func runFleet(fs *flag.FlagSet, o *fleetOptions, args []string, stdout, stderr io.Writer,
+	run func(context.Context, fleetOptions, io.Writer, io.Writer) error) int {
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if err := o.resolve(fs); err != nil {
-		fmt.Fprintf(stderr, "nlbridge show: %v\n", err)
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := show(ctx, o, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "nlbridge show: %v\n", err)
+	if err := run(ctx, *o, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
 		return 1
 	}
 	return 0
@@ -545,20 +551,7 @@ func hostsCmd(args []string, stdout, stderr io.Writer) int {
 			"host.\n\n")
 		fs.PrintDefaults()
 	}
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	if err := o.resolve(fs); err != nil {
-		fmt.Fprintf(stderr, "nlbridge hosts: %v\n", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := hosts(ctx, o, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "nlbridge hosts: %v\n", err)
-		return 1
-	}
-	return 0
+	return runFleet(fs, &o, args, stdout, stderr, hosts)
 }
 
 // hosts prints the fleet's hosts once.
