@@ -10,9 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -255,16 +252,5 @@ nats:
 metrics:
   listen: %q
 `, host, ns.path, url, metricsAddr)
-	path := filepath.Join(dir, "nlbridge-"+host+".yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logFile, err := os.Create(filepath.Join(dir, "nlbridge-"+host+".log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "run", "--config", path)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	return startProc(nil, "nlbridge "+host, cmd)
+	return startConfigured(bin, dir, host, cfg)
 }
