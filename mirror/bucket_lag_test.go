@@ -50,19 +50,7 @@ func (e fakeEntry) Operation() jetstream.KeyValueOp {
 // dropped: the callback, which runs meanwhile, is told the link renamed,
 // not removed and added again.
 func TestBucketLagging(t *testing.T) {
-	var mu sync.Mutex
-	var told []string
-	m := newMirror(options{onChange: func(c Change) {
-		mu.Lock()
-		defer mu.Unlock()
-		told = append(told, fmt.Sprintf("%T", c))
-	}})
-	defer m.Close()
-	w := &fakeWatcher{ch: make(chan jetstream.KeyValueEntry)}
-	if err := m.startBucket(&fakeKV{w: w}); err != nil {
-		t.Fatal(err)
-	}
-	m.startDelivery()
+	w, told := startFakeBucket(t)
 	a0, x := link(5, "a0", 1500), addr(5, "a0", "192.0.2.1/24")
 	w.ch <- fakeEntry{putLink("h.link.a0", a0), 1, 0}
 	w.ch <- fakeEntry{putAddr("h.addr.a0.192=2E0=2E2=2E1=2F24", x), 0, 0}
@@ -81,18 +69,7 @@ func TestBucketLagging(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // the callback runs meanwhile
 		w.ch <- e
 	}
-	want := "[mirror.LinkAdded mirror.AddrAdded mirror.LinkChanged mirror.AddrChanged]"
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		got := fmt.Sprint(told)
-		mu.Unlock()
-		if got == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("told %s, want %s", got, want)
-		}
-	}
+	waitTold(t, told, "[mirror.LinkAdded mirror.AddrAdded mirror.LinkChanged mirror.AddrChanged]")
 }
 
 // A watcher that never catches up still has its changes delivered, every
@@ -131,19 +108,7 @@ func TestBucketLaggingDelivers(t *testing.T) {
 // revisions (values the bucket dropped), waits for what follows before
 // its changes are delivered.
 func TestBucketSkipped(t *testing.T) {
-	var mu sync.Mutex
-	var told []string
-	m := newMirror(options{onChange: func(c Change) {
-		mu.Lock()
-		defer mu.Unlock()
-		told = append(told, fmt.Sprintf("%T", c))
-	}})
-	defer m.Close()
-	w := &fakeWatcher{ch: make(chan jetstream.KeyValueEntry)}
-	if err := m.startBucket(&fakeKV{w: w}); err != nil {
-		t.Fatal(err)
-	}
-	m.startDelivery()
+	w, told := startFakeBucket(t)
 	a0, x := link(5, "a0", 1500), addr(5, "a0", "192.0.2.1/24")
 	w.ch <- fakeEntry{putLink("h.link.a0", a0), 0, 1}
 	w.ch <- fakeEntry{putAddr("h.addr.a0.192=2E0=2E2=2E1=2F24", x), 0, 2}
@@ -162,13 +127,41 @@ func TestBucketSkipped(t *testing.T) {
 		time.Sleep(settleWait / 4) // the callback runs meanwhile
 		w.ch <- e
 	}
-	want := "[mirror.LinkAdded mirror.AddrAdded mirror.LinkChanged mirror.AddrChanged]"
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitTold(t, told, "[mirror.LinkAdded mirror.AddrAdded mirror.LinkChanged mirror.AddrChanged]")
+}
+
+// startFakeBucket starts a Mirror on a fake bucket whose entries the test
+// sends on the watcher's channel; told returns the types of the changes
+// the callback was told, in order.
+func startFakeBucket(t *testing.T) (w *fakeWatcher, told func() string) {
+	t.Helper()
+	var mu sync.Mutex
+	var types []string
+	m := newMirror(options{onChange: func(c Change) {
 		mu.Lock()
-		got := fmt.Sprint(told)
-		mu.Unlock()
+		defer mu.Unlock()
+		types = append(types, fmt.Sprintf("%T", c))
+	}})
+	t.Cleanup(func() { m.Close() })
+	w = &fakeWatcher{ch: make(chan jetstream.KeyValueEntry)}
+	if err := m.startBucket(&fakeKV{w: w}); err != nil {
+		t.Fatal(err)
+	}
+	m.startDelivery()
+	return w, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(types)
+	}
+}
+
+// waitTold waits up to 2 s for told to return want.
+func waitTold(t *testing.T, told func() string, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got := told()
 		if got == want {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("told %s, want %s", got, want)
