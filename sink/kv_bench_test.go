@@ -19,22 +19,7 @@ import (
 func BenchmarkHandleKV(b *testing.B) {
 	for _, links := range []uint32{1, 1000} {
 		b.Run(fmt.Sprintf("links=%d", links), func(b *testing.B) {
-			opts := natsserver.DefaultTestOptions
-			opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-			opts.JetStream, opts.StoreDir = true, b.TempDir()
-			srv := natsserver.RunServer(&opts)
-			defer srv.Shutdown()
-			s, err := Connect(Config{Servers: []string{srv.ClientURL()}, Name: "bench", Host: "h",
-				Subjects: NewSubjects("netlink", "nlbridge", "h"), Encoder: encode.JSON{}, Logger: discard(),
-				KV: KVConfig{Bucket: "netlink", Replicas: 1, Memory: true, PresenceTTL: time.Minute}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				s.Close(ctx)
-			}()
+			s := benchKVSink(b)
 			ev := linkEv(event.NewLink, 2, "eth0", 1500)
 			i := uint32(0)
 			b.ReportAllocs()
@@ -53,22 +38,7 @@ func BenchmarkHandleKV(b *testing.B) {
 // each a value written and a deletion, until nothing is pending. One op is
 // one link renamed.
 func BenchmarkKVWrite(b *testing.B) {
-	opts := natsserver.DefaultTestOptions
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.JetStream, opts.StoreDir = true, b.TempDir()
-	srv := natsserver.RunServer(&opts)
-	defer srv.Shutdown()
-	s, err := Connect(Config{Servers: []string{srv.ClientURL()}, Name: "bench", Host: "h",
-		Subjects: NewSubjects("netlink", "nlbridge", "h"), Encoder: encode.JSON{}, Logger: discard(),
-		KV: KVConfig{Bucket: "netlink", Replicas: 1, Memory: true, PresenceTTL: time.Minute}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	}()
+	s := benchKVSink(b)
 	const links = 2000
 	for i := range uint32(links) {
 		s.Handle(linkEv(event.NewLink, i+2, fmt.Sprint("a", i), 1500))
@@ -87,4 +57,27 @@ func BenchmarkKVWrite(b *testing.B) {
 		}
 		wait()
 	}
+}
+
+// benchKVSink connects a sink with the state bucket to a JetStream server
+// of its own; both are closed when b ends.
+func benchKVSink(b *testing.B) *NATS {
+	b.Helper()
+	opts := natsserver.DefaultTestOptions
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.JetStream, opts.StoreDir = true, b.TempDir()
+	srv := natsserver.RunServer(&opts)
+	b.Cleanup(srv.Shutdown)
+	s, err := Connect(Config{Servers: []string{srv.ClientURL()}, Name: "bench", Host: "h",
+		Subjects: NewSubjects("netlink", "nlbridge", "h"), Encoder: encode.JSON{}, Logger: discard(),
+		KV: KVConfig{Bucket: "netlink", Replicas: 1, Memory: true, PresenceTTL: time.Minute}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+	return s
 }
