@@ -23,9 +23,11 @@ const HasEmbedded = true
 // StartEmbedded starts a NATS server inside nlbridge, listening on
 // cfg.Listen, for machines where no NATS server is configured. Any local
 // client may connect without credentials, subscribe to anything, ask for
-// dumps and receive the replies, but may not publish events: the event
-// subjects (cfg.Prefix) are nlbridge's alone, so that no local user can
-// forge a DELLINK that every consumer would apply. A Listen address that
+// dumps and receive the replies, but may not publish events nor replies:
+// the event subjects (cfg.Prefix) and the inboxes are nlbridge's and the
+// server's alone, so that no local user can forge a DELLINK that every
+// consumer would apply, nor the reply or the bucket entry that a consumer
+// waits for (anonymousPublishDenied). A Listen address that
 // is not loopback is logged as a warning. The caller shuts the server down
 // after closing the sink.
 func StartEmbedded(cfg EmbeddedConfig) (EmbeddedServer, error) {
@@ -110,13 +112,28 @@ func StartEmbedded(cfg EmbeddedConfig) (EmbeddedServer, error) {
 
 // anonymousPublishDenied lists the subjects that clients other than
 // nlbridge may not publish on: what nlbridge alone writes and consumers
-// trust, the events. Anything else is allowed, so that they can ask for
-// dumps on the control subjects, reply from their inboxes and use $SRV
-// discovery. Another subject of nlbridge's own output (a key-value
-// bucket's "$KV.<bucket>.>") is denied by adding its line here.
+// trust. Anything else is allowed, so that they can ask for dumps on the
+// control subjects, use $SRV discovery and JetStream's API.
+//
+// The events, and the inboxes: every reply a consumer trusts arrives on
+// one of its "_INBOX." subjects, from nlbridge (a dump's reply, after
+// which the consumer takes the dump as complete; a discovery answer) or
+// from the server (JetStream's answers, and the state bucket's entries
+// that a watch is delivered, a key's deletion included). Any client may
+// subscribe to "_INBOX.>" and so learn those subjects; if it could also
+// publish there, it could answer first, or slip a forged deletion into a
+// Mirror's watch. No permission lets a client answer only the requests
+// meant for it (nats-server's allow_responses lets it answer any request
+// it received, and any client may subscribe to every request subject), so
+// anonymous clients answer no request on the embedded server: a service of
+// one's own needs a NATS server of one's own.
+//
+// Another subject of nlbridge's own output (a key-value bucket's
+// "$KV.<bucket>.>") is denied by adding its line here.
 func anonymousPublishDenied(cfg EmbeddedConfig) []string {
 	deny := []string{
 		cfg.Prefix, cfg.Prefix + ".>", // events
+		"_INBOX.>", // replies (above)
 	}
 	if b := cfg.Bucket; b != "" {
 		// The state bucket: its keys, and its stream's deletion, purge,

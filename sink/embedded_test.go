@@ -4,6 +4,7 @@ package sink
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nlbridge/nlbridge/encode"
 	"github.com/nlbridge/nlbridge/event"
@@ -151,5 +153,143 @@ func TestStartEmbeddedWarnsNotLoopback(t *testing.T) {
 		if warned != tt.warn || (!tt.warn && logs.Len() > 0) {
 			t.Errorf("StartEmbedded on %s logged %q; want a warning: %v", tt.listen, logs.String(), tt.warn)
 		}
+	}
+}
+
+// TestEmbeddedNoForgedReplies: on the embedded server, a client without
+// credentials that listens on every inbox cannot answer in another's
+// place. Its publish on an inbox is refused and never delivered, while
+// nlbridge's own replies (a request served on its connection), and the
+// state bucket's entries that the server delivers to an anonymous watch,
+// a deletion included, still arrive. An anonymous client answering a
+// request is refused too: the price of the rule.
+func TestEmbeddedNoForgedReplies(t *testing.T) {
+	srv, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "netlink", Bucket: "netlink", Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s, err := Connect(Config{Embedded: srv, Name: "test", Host: "h", Subjects: NewSubjects("netlink", "nlbridge", "h"),
+		Encoder: encode.JSON{}, Logger: discard(),
+		KV: KVConfig{Bucket: "netlink", Replicas: 1, Memory: true, PresenceTTL: kvTestTTL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+	// nlbridge's own connection serves a request subject, as its dump
+	// service does.
+	if _, err := s.Conn().Subscribe("nlbridge.h.dump", func(m *nats.Msg) { m.Respond([]byte("genuine")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var refused []string
+	forger, err := nats.Connect(srv.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			refused = append(refused, err.Error())
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(forger.Close)
+	// The forger sees every request and every inbox, and answers each
+	// request it sees first.
+	if _, err := forger.Subscribe(">", func(m *nats.Msg) {
+		if m.Reply != "" && strings.HasPrefix(m.Subject, "nlbridge.") {
+			forger.Publish(m.Reply, []byte("forged"))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := forger.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	consumer, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(consumer.Close)
+	for i := range 5 {
+		m, err := consumer.Request("nlbridge.h.dump", nil, 5*time.Second)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if string(m.Data) != "genuine" {
+			t.Fatalf("request %d: reply %q, want nlbridge's", i, m.Data)
+		}
+	}
+	// A forged publish straight on an inbox is not delivered either.
+	inbox := nats.NewInbox()
+	direct, err := consumer.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	forger.Publish(inbox, []byte("forged"))
+	forger.Flush()
+	s.Conn().Publish(inbox, []byte("genuine"))
+	if m, err := direct.NextMsg(5 * time.Second); err != nil || string(m.Data) != "genuine" {
+		t.Fatalf("on %s: %v, %v; want nlbridge's message alone", inbox, m, err)
+	}
+	if m, err := direct.NextMsg(100 * time.Millisecond); err == nil {
+		t.Errorf("on %s after nlbridge's: %q, want nothing", inbox, m.Data)
+	}
+
+	// The state bucket, watched by an anonymous client: the server's
+	// deliveries to its inbox arrive, the link's deletion included.
+	js, err := jetstream.New(consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(ctx, "h.link.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	next := func(what string) string {
+		for {
+			select {
+			case e := <-w.Updates():
+				if e != nil { // nil: the end of what the bucket held
+					return e.Key() + " " + e.Operation().String()
+				}
+			case <-ctx.Done():
+				t.Fatalf("watch: nothing for %s", what)
+			}
+		}
+	}
+	dump(s, event.ReasonStartup, "", linkEv(event.NewLink, 1, "lo", 65536))
+	if got, want := next("the link"), "h.link.lo KeyValuePutOp"; got != want {
+		t.Errorf("watch: %s, want %s", got, want)
+	}
+	s.Handle(linkEv(event.DelLink, 1, "lo", 65536))
+	if got, want := next("its deletion"), "h.link.lo KeyValueDeleteOp"; got != want {
+		t.Errorf("watch: %s, want %s", got, want)
+	}
+
+	mu.Lock()
+	r := strings.Join(refused, "\n")
+	mu.Unlock()
+	if !strings.Contains(r, `Publish to "_INBOX.`) {
+		t.Errorf("permission errors %q, want the forger's publishes on inboxes refused", r)
 	}
 }
