@@ -300,6 +300,8 @@ var counters = []struct {
 		func(_ *source.Stats, k *sink.Stats) uint64 { return k.PublishErrors }},
 	{"nlbridge_filtered_total", "Events dropped by the filter (interface names, families, event types).",
 		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Filtered }},
+	{"nlbridge_addrs_held_total", "Addresses held back until their link's NEWLINK arrives (published with the link, or forgotten when a dump does not show them).",
+		func(_ *source.Stats, k *sink.Stats) uint64 { return k.HeldBack }},
 	{"nlbridge_unchanged_total", "Kernel notifications that changed nothing published, dropped.",
 		func(_ *source.Stats, k *sink.Stats) uint64 { return k.Unchanged }},
 	{"nlbridge_reconciled_total", "Messages published to catch up after a NATS outage.",

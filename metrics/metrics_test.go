@@ -35,7 +35,7 @@ func fake() (Sources, *atomic.Bool, *atomic.Bool) {
 				Resyncs: 106, Dumps: 107, DumpRetries: 108, Merged: 109, Delayed: 110, DumpFailures: 112}
 		},
 		Sink: func() sink.Stats {
-			return sink.Stats{Published: 201, PublishErrors: 202, Unchanged: 203, Reconciled: 204, Reconnects: 205, Filtered: 206}
+			return sink.Stats{Published: 201, PublishErrors: 202, Unchanged: 203, Reconciled: 204, Reconnects: 205, Filtered: 206, HeldBack: 207}
 		},
 		NetlinkUp: netlinkUp.Load,
 		NATSUp:    natsUp.Load,
@@ -147,6 +147,8 @@ func TestMetrics(t *testing.T) {
 		{"nlbridge_reconciled_total", 204, "Messages published to catch up after a NATS outage."},
 		{"nlbridge_nats_reconnects_total", 205, "Reconnections to a NATS server."},
 		{"nlbridge_filtered_total", 206, "Events dropped by the filter (interface names, families, event types)."},
+		{"nlbridge_addrs_held_total", 207,
+			"Addresses held back until their link's NEWLINK arrives (published with the link, or forgotten when a dump does not show them)."},
 		{"nlbridge_last_event_timestamp_seconds", 1700000000.5,
 			"When nlbridge last read an event from the kernel, in seconds since the Unix epoch; 0 before the first."},
 	}

@@ -108,6 +108,7 @@ type NATS struct {
 	unchanged  atomic.Uint64
 	reconciled atomic.Uint64
 	filtered   atomic.Uint64
+	held       atomic.Uint64
 
 	kv *kvWriter // the state bucket's writer (kv.go); nil when it is off
 }
@@ -120,6 +121,7 @@ type Stats struct {
 	Reconciled    uint64 // messages published to catch up after an outage
 	Reconnects    uint64 // reconnections to a server
 	Filtered      uint64 // events the filter dropped
+	HeldBack      uint64 // NEWADDRs held back until their link's NEWLINK (see state.Table.AddrWaits)
 }
 
 // NewBoot returns a random id for one run of nlbridge.
@@ -324,6 +326,12 @@ func (s *NATS) Handle(ev *event.Event) {
 	var visible bool
 	s.out, visible = s.table.Apply(ev, inScope && s.dump.Reason.Full(), s.out[:0])
 	switch {
+	case !visible && ev.Type.IsAddr() && s.table.AddrWaits(&ev.Addr):
+		// Not the filter's doing: the address waits for its link (a
+		// DELADDR forgets one that waited), and is not counted in a dump.
+		if ev.Type == event.NewAddr {
+			s.held.Add(1)
+		}
 	case !visible:
 		s.filtered.Add(1) // never published, never counted in a dump
 	case inScope && ev.Type.IsLink():
@@ -495,6 +503,7 @@ func (s *NATS) Stats() Stats {
 		Reconciled:    s.reconciled.Load(),
 		Reconnects:    s.nc.Stats().Reconnects,
 		Filtered:      s.filtered.Load(),
+		HeldBack:      s.held.Load(),
 	}
 }
 

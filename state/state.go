@@ -362,7 +362,8 @@ func (t *Table) addrVisible(a *event.Addr) bool {
 // Published, and stops at the first that fails (reporting the rest as not
 // published). With force, an object that exists and is in scope is
 // published even when consumers hold it already, as a full dump does.
-// Apply reports whether ev's object is in scope.
+// Apply reports whether ev's object is in scope: an address held back
+// for its link is not (see AddrWaits).
 //
 // What it appends: for a notification, usually ev itself (with Changed
 // set on an update of an object consumers hold), or nothing when
@@ -560,6 +561,23 @@ func (t *Table) newAddr(ev *event.Event, force bool, out []event.Event) ([]event
 		out = append(out, m)
 	}
 	return out, true
+}
+
+// AddrWaits reports whether a, an address Apply has just reported as not
+// in scope, is rather held back for its link: its link is not known to
+// exist (its NEWLINK was lost, or the link is gone), while its family is
+// in scope, and so is its name when it has one (an address read before
+// its link has none, and its link's name, when it comes, decides).
+// Apply's callers tell the two apart with it on that path only, so that
+// Apply itself does no more work for it.
+func (t *Table) AddrWaits(a *event.Addr) bool {
+	if l := t.links[a.Index]; l != nil && l.exists {
+		return false
+	}
+	if t.scope != nil && !t.scope.AllowFamily(a.Family) {
+		return false
+	}
+	return a.Ifname == "" || t.allowName(a.Ifname)
 }
 
 func (t *Table) delAddr(ev *event.Event, out []event.Event) ([]event.Event, bool) {

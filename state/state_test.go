@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -532,5 +533,87 @@ func TestAddrBeforeLink(t *testing.T) {
 	publish(tb, link(event.NewLink, 5, "e1", 1500), false)
 	if got, want := reconcile(tb), []string{"NEWLINK e1", "NEWADDR e1 203.0.113.1"}; !slices.Equal(got, want) {
 		t.Errorf("Dirty = %q, want %q", got, want)
+	}
+}
+
+// families is a Scope: every name, the families it holds.
+type families []event.Family
+
+func (families) AllowName(string) bool               { return true }
+func (f families) AllowFamily(fam event.Family) bool { return slices.Contains(f, fam) }
+
+// both is a Scope: a name passes names and a family passes fams.
+type both struct {
+	names prefixes
+	fams  families
+}
+
+func (b both) AllowName(name string) bool        { return b.names.AllowName(name) }
+func (b both) AllowFamily(fam event.Family) bool { return b.fams.AllowFamily(fam) }
+
+// An address that Apply reports as not in scope waits for its link when
+// the link is not known to exist and the address is in scope by family
+// and, when it has one, by name; not once its link arrives, nor when the
+// scope leaves it out.
+func TestAddrWaits(t *testing.T) {
+	ipv4 := families{event.Inet}
+	for _, tt := range []struct {
+		name  string
+		scope Scope
+		ev    *event.Event
+		want  bool // before the link arrives
+	}{
+		{"no scope", nil, addr(event.NewAddr, 3, "", "192.0.2.1/24"), true},
+		{"no scope, named", nil, addr(event.NewAddr, 3, "keep0", "2001:db8::1/64"), true},
+		{"name in scope", prefixes{"keep"}, addr(event.NewAddr, 3, "keep0", "192.0.2.1/24"), true},
+		{"name unknown", prefixes{"keep"}, addr(event.NewAddr, 3, "", "192.0.2.1/24"), true},
+		{"name out of scope", prefixes{"keep"}, addr(event.NewAddr, 3, "other0", "192.0.2.1/24"), false},
+		{"family in scope", ipv4, addr(event.NewAddr, 3, "", "192.0.2.1/24"), true},
+		{"family out of scope", ipv4, addr(event.NewAddr, 3, "", "2001:db8::1/64"), false},
+		{"family out, name in", both{prefixes{"keep"}, ipv4}, addr(event.NewAddr, 3, "keep0", "2001:db8::1/64"), false},
+		{"family in, name out", both{prefixes{"keep"}, ipv4}, addr(event.NewAddr, 3, "other0", "192.0.2.1/24"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := New(tt.scope)
+			publish(tb, link(event.NewLink, 2, "keep-eth0", 1500), true)
+			out, visible := tb.Apply(tt.ev, false, nil)
+			if visible || len(out) != 0 {
+				t.Fatalf("NEWADDR before its link: visible %v, out %v, want not visible and nothing", visible, summary(out))
+			}
+			if got := tb.AddrWaits(&tt.ev.Addr); got != tt.want {
+				t.Errorf("before the link: AddrWaits = %v, want %v", got, tt.want)
+			}
+			// An address of a link the table knows never waits, even one
+			// out of scope.
+			other := addr(event.NewAddr, 2, "keep-eth0", "198.51.100.1/24")
+			other.Addr.Family, other.Addr.Address = tt.ev.Addr.Family, tt.ev.Addr.Address
+			if tb.AddrWaits(&other.Addr) {
+				t.Errorf("an address of link 2, which exists: AddrWaits = true, want false")
+			}
+
+			// The link arrives, named as the address says (keep0 when it
+			// says nothing): the address no longer waits, and went out
+			// with the link when it waited.
+			name := cmp.Or(tt.ev.Addr.Ifname, "keep0")
+			out = publish(tb, link(event.NewLink, 3, name, 1500), true)
+			if got := tb.AddrWaits(&tt.ev.Addr); got {
+				t.Errorf("after the link: AddrWaits = true, want false (published %v)", summary(out))
+			}
+			published := slices.Contains(summary(out), fmt.Sprintf("NEWADDR %s %s", name, tt.ev.Addr.Address))
+			if published != tt.want {
+				t.Errorf("NEWLINK %s: published %v, address with it %v, want %v", name, summary(out), published, tt.want)
+			}
+
+			// Deleted while NATS is unreachable, the link is kept as a
+			// tombstone for its DELLINK: it does not exist, and its next
+			// addresses wait again.
+			publish(tb, link(event.DelLink, 3, name, 1500), false)
+			if _, visible := tb.Apply(tt.ev, false, nil); visible {
+				t.Fatal("NEWADDR of a deleted link: visible, want held back")
+			}
+			if got := tb.AddrWaits(&tt.ev.Addr); got != tt.want {
+				t.Errorf("after DELLINK: AddrWaits = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
