@@ -9,7 +9,7 @@ import "time"
 // 4 to 6 s after the last PONG, then reconnects. nats.go's default, 2
 // minutes and 2 pings, would lose every message of 4 to 6 minutes.
 //
-// On Linux the socket also has TCP_USER_TIMEOUT (see dialer): data that
+// On Linux the socket also has TCP_USER_TIMEOUT (internal/natsconn): data that
 // the server's kernel does not acknowledge for tcpUserTimeout fails the
 // connection, where the kernel would otherwise retransmit for about 15
 // minutes.

@@ -25,6 +25,7 @@ import (
 	"github.com/nlbridge/nlbridge/config"
 	"github.com/nlbridge/nlbridge/event"
 	"github.com/nlbridge/nlbridge/filter"
+	"github.com/nlbridge/nlbridge/internal/natsconn"
 	"github.com/nlbridge/nlbridge/state"
 )
 
@@ -224,7 +225,7 @@ func Connect(cfg Config) (*NATS, error) {
 		auth = "nkey"
 		url = cfg.Embedded.ClientURL() // for the logs; the connection is in-process
 	} else {
-		opts = append(opts, nats.SetCustomDialer(newDialer(nats.DefaultTimeout)))
+		opts = append(opts, nats.SetCustomDialer(natsconn.NewDialer(nats.DefaultTimeout, tcpUserTimeout)))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

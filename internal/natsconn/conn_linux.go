@@ -1,4 +1,8 @@
-package sink
+// Package natsconn is the TCP connection nlbridge's NATS clients dial
+// through on Linux: non-blocking system calls made directly, so that a
+// process woken once per kernel event does not also wake the Go runtime's
+// monitor thread (dialer says why).
+package natsconn
 
 import (
 	"cmp"
@@ -29,7 +33,8 @@ import (
 // then does this connection wait for the socket through the runtime's
 // poller, with the deadline set, like net.Conn does.
 //
-// Its sockets also have TCP_USER_TIMEOUT (conn.go says why).
+// Its sockets also have TCP_USER_TIMEOUT, when one is given (see
+// NewDialer).
 type dialer struct {
 	net.Dialer
 	userTimeout time.Duration
@@ -37,8 +42,13 @@ type dialer struct {
 
 var _ nats.CustomDialer = (*dialer)(nil)
 
-func newDialer(timeout time.Duration) *dialer {
-	return &dialer{Dialer: net.Dialer{Timeout: timeout}, userTimeout: tcpUserTimeout}
+// NewDialer returns the nats.go CustomDialer described at dialer: dials
+// time out after timeout, and, with userTimeout > 0, data that the peer's
+// kernel does not acknowledge for userTimeout fails the connection
+// (TCP_USER_TIMEOUT), where the kernel would otherwise retransmit for
+// about 15 minutes.
+func NewDialer(timeout, userTimeout time.Duration) nats.CustomDialer {
+	return &dialer{Dialer: net.Dialer{Timeout: timeout}, userTimeout: userTimeout}
 }
 
 func (d *dialer) Dial(network, address string) (net.Conn, error) {
@@ -61,7 +71,7 @@ func (d *dialer) Dial(network, address string) (net.Conn, error) {
 		})
 		if err = cmp.Or(err, serr); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("sink: set TCP_USER_TIMEOUT: %w", err)
+			return nil, fmt.Errorf("natsconn: set TCP_USER_TIMEOUT: %w", err)
 		}
 	}
 	return &writeConn{tc: tc, raw: raw}, nil

@@ -1,4 +1,4 @@
-package sink
+package natsconn
 
 import (
 	"testing"
@@ -6,8 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestDialerUserTimeout checks that the connections nlbridge dials give up
-// on unacknowledged data after tcpUserTimeout.
+// TestDialerUserTimeout checks that the connections the dialer makes give
+// up on unacknowledged data after the user timeout it was given.
 func TestDialerUserTimeout(t *testing.T) {
 	c, _ := connPair(t)
 	var got int
@@ -17,7 +17,7 @@ func TestDialerUserTimeout(t *testing.T) {
 	}); err != nil || gerr != nil {
 		t.Fatal(err, gerr)
 	}
-	if want := int(tcpUserTimeout.Milliseconds()); got != want {
+	if want := int(testUserTimeout.Milliseconds()); got != want {
 		t.Errorf("TCP_USER_TIMEOUT = %d ms, want %d", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package sink
+package natsconn
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 )
+
+// testUserTimeout is the TCP_USER_TIMEOUT of the test connections.
+const testUserTimeout = 8 * time.Second
 
 // connPair dials a listener on 127.0.0.1 through the dialer nlbridge uses
 // and returns both ends.
@@ -29,7 +32,7 @@ func connPair(t *testing.T) (client *writeConn, server net.Conn) {
 		}
 		accepted <- c
 	}()
-	c, err := newDialer(5*time.Second).Dial("tcp", ln.Addr().String())
+	c, err := NewDialer(5*time.Second, testUserTimeout).Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +174,7 @@ func TestDialerRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	if c, err := newDialer(time.Second).Dial("tcp", addr); err == nil {
+	if c, err := NewDialer(time.Second, testUserTimeout).Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Fatal("dial to a closed port succeeded")
 	}
