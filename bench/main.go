@@ -45,7 +45,7 @@ import (
 )
 
 // pathNames are the paths that -paths may name, in round order.
-var pathNames = []string{"relay", "nlbridge", "nlbridge-embedded", "nlbridge-kv", "pipeline", "ip-monitor", "relay-poller"}
+var pathNames = []string{"relay", "nlbridge", "nlbridge-embedded", "nlbridge-kv", "pipeline", "ip-monitor", "relay-poller", "relay-natsgo"}
 
 // options are the command-line flags.
 type options struct {
@@ -67,7 +67,7 @@ func main() {
 	flag.BoolVar(&o.pipeline, "pipeline", true, "also measure the `ip monitor | nats pub` pipeline (false: leave it out, a shorter run)")
 	flag.StringVar(&o.out, "out", "bench/out", "directory for the nlbridge binary, its logs, results.csv and the charts")
 	flag.BoolVar(&o.profile, "profile", false, "the nlbridge path writes a Go CPU profile and an execution trace of each round: OUT/nlbridge-roundN.pprof and .trace")
-	paths := flag.String("paths", "", "comma-separated paths measured in rounds (relay, nlbridge, nlbridge-embedded, nlbridge-kv, pipeline, ip-monitor; relay-poller only when named); empty: all")
+	paths := flag.String("paths", "", "comma-separated paths measured in rounds (relay, nlbridge, nlbridge-embedded, nlbridge-kv, pipeline, ip-monitor; relay-poller and relay-natsgo only when named); empty: all")
 	flag.Parse()
 	if *paths != "" {
 		o.only = strings.Split(*paths, ",")

@@ -85,11 +85,12 @@ type roundResult struct {
 // latencyWarmup is how many MTU changes of each round are not counted.
 const latencyWarmup = 20
 
-// relaySubject and relayPollerSubject are where the relay publishes, and
-// the relay that waits through the runtime's poller.
+// relaySubject is where the relay publishes; the others are its variants'
+// (bench/relay: -poller, -natsgo).
 const (
 	relaySubject       = "bench.relay"
 	relayPollerSubject = "bench.relay-poller"
+	relayNATSGoSubject = "bench.relay-natsgo"
 )
 
 // paths returns the paths measured in rounds, in round order: the relay
@@ -111,25 +112,30 @@ func (b *bench) paths() ([]*path, error) {
 		return []*proc{p}, nil
 	}
 
-	// The relay waiting through the Go runtime's poller, as nlbridge
-	// does: measured only when -paths names it, to see what that way of
-	// waiting costs.
-	var poller *path
-	if slices.Contains(b.o.only, "relay-poller") {
-		rec, err := subscribeRelay(b.nc, "relay-poller", relayPollerSubject)
+	// Two variants of the relay, measured only when -paths names them: the
+	// relay waiting through the Go runtime's poller, as nlbridge does, and
+	// the relay publishing through nats.go (bench/relay says more).
+	for _, v := range []struct{ name, subject, flag string }{
+		{"relay-poller", relayPollerSubject, "-poller"},
+		{"relay-natsgo", relayNATSGoSubject, "-natsgo"},
+	} {
+		if !slices.Contains(b.o.only, v.name) {
+			continue
+		}
+		rec, err := subscribeRelay(b.nc, v.name, v.subject)
 		if err != nil {
 			return nil, err
 		}
-		poller = &path{name: "relay-poller", rec: rec}
-		poller.start = func(ctx context.Context) ([]*proc, error) {
-			p, err := startRelay(b.ns, b.relayBin, b.o.out, b.url, relayPollerSubject, "-poller")
+		p := &path{name: v.name, rec: rec}
+		p.start = func(ctx context.Context) ([]*proc, error) {
+			pr, err := startRelay(b.ns, b.relayBin, b.o.out, b.url, v.subject, v.flag)
 			if err != nil {
 				return nil, err
 			}
-			poller.stop = func() error { return p.stop(5 * time.Second) }
-			return []*proc{p}, nil
+			p.stop = func() error { return pr.stop(5 * time.Second) }
+			return []*proc{pr}, nil
 		}
-		ps = append(ps, poller)
+		ps = append(ps, p)
 	}
 
 	bridge := &path{name: "nlbridge", rec: b.sub.rec}

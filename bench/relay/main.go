@@ -6,7 +6,7 @@
 // messages, undecoded, as NATS PUB lines, all messages of one datagram in
 // one blocking write(2), and nothing else.
 //
-//	relay -netns PATH -server HOST:PORT -subject SUBJECT
+//	relay -netns PATH -server HOST:PORT -subject SUBJECT [-poller | -natsgo]
 //
 // Its netlink socket is opened in the network namespace PATH; its TCP
 // connection to the server is made in its own namespace. It needs
@@ -20,6 +20,14 @@
 // GODEBUG=asyncpreemptoff=1, so that the monitor thread does not signal
 // those threads every 10 ms either. A server PING is answered on the
 // second thread; a write lock keeps its PONG out of a PUB.
+//
+// Two variants tell where a bridge's cost beyond the relay's comes from.
+// With -poller the relay waits for netlink through the runtime's poller, as
+// nlbridge does. With -natsgo it is the least a bridge built on nats.go
+// can do: it waits as -poller does and publishes each message, undecoded
+// and without headers, with nats.go's Publish over the connection nlbridge
+// uses (internal/natsconn), on one P with the collector on, as nlbridge
+// runs; nats.go's flusher goroutine writes, as it does for nlbridge.
 package main
 
 import (
@@ -36,7 +44,10 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
+
+	"github.com/nlbridge/nlbridge/internal/natsconn"
 )
 
 // receiveBuffer is nlbridge's default netlink receive buffer, so that both
@@ -48,12 +59,19 @@ func main() {
 	server := flag.String("server", "", "NATS server, host:port (IPv4)")
 	subject := flag.String("subject", "relay", "subject of every PUB")
 	poller := flag.Bool("poller", false, "wait for netlink through the Go runtime's poller, as nlbridge does, instead of in a blocking recvfrom")
+	natsgo := flag.Bool("natsgo", false, "publish through nats.go, on nlbridge's connection (internal/natsconn), one message per kernel message, on one P with the collector on; netlink through the poller")
 	flag.Parse()
 	if *netns == "" || *server == "" || *subject == "" {
 		fmt.Fprintln(os.Stderr, "relay: want -netns, -server and -subject")
 		os.Exit(2)
 	}
-	if err := run(*netns, *server, *subject, *poller); err != nil {
+	var err error
+	if *natsgo {
+		err = runNATSGo(*netns, *server, *subject)
+	} else {
+		err = run(*netns, *server, *subject, *poller)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		os.Exit(1)
 	}
@@ -322,4 +340,59 @@ func writeAll(fd int, p []byte) error {
 		}
 	}
 	return nil
+}
+
+// runNATSGo is the relay of -natsgo: netlink read through the poller, each
+// message published with nats.go.
+func runNATSGo(netns, server, subject string) error {
+	runtime.GOMAXPROCS(1)
+	nl, err := openNetlink(netns)
+	if err != nil {
+		return err
+	}
+	if err := unix.SetNonblock(nl, true); err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	rc, err := os.NewFile(uintptr(nl), "netlink").SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	nc, err := nats.Connect("nats://"+server, nats.Name("relay-natsgo"),
+		nats.SetCustomDialer(natsconn.NewDialer(nats.DefaultTimeout, 0)), nats.MaxReconnects(0))
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer nc.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		var n uintptr
+		var e syscall.Errno
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+				unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+			return e != unix.EAGAIN
+		}); err != nil {
+			return fmt.Errorf("netlink recv: %w", err)
+		}
+		switch e {
+		case 0:
+		case unix.EINTR, unix.ENOBUFS:
+			continue
+		default:
+			return fmt.Errorf("netlink recv: %w", e)
+		}
+		if int(n) > len(buf) {
+			return fmt.Errorf("netlink datagram of %d bytes, buffer %d", n, len(buf))
+		}
+		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(*(*uint32)(unsafe.Pointer(&b[0])))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				break
+			}
+			if err := nc.Publish(subject, b[:l]); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+		}
+	}
 }

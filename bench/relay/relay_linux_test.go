@@ -25,14 +25,14 @@ import (
 // own, against a server that pings every 100 ms and drops a client after
 // two unanswered pings: each link change arrives as one whole netlink
 // message, and still does a second later, so the pings were answered.
-// Both ways of waiting for netlink: a blocking call, and the poller.
+// Every variant: a blocking call, the poller, and nats.go's client.
 func TestRelay(t *testing.T) {
 	nstest.SkipUnlessRoot(t)
 	bin := filepath.Join(t.TempDir(), "relay")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
-	for _, args := range [][]string{nil, {"-poller"}} {
+	for _, args := range [][]string{nil, {"-poller"}, {"-natsgo"}} {
 		t.Run(strings.Join(append([]string{"relay"}, args...), " "), func(t *testing.T) { testRelay(t, bin, args...) })
 	}
 }
