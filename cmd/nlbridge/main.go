@@ -317,7 +317,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) (rerr error) 
 			"decode_errors", s.DecodeErrors, "overflows", s.Overflows, "resyncs", s.Resyncs, "dumps", s.Dumps,
 			"dump_retries", s.DumpRetries, "requests_merged", s.Merged, "requests_delayed", s.Delayed,
 			"published", o.Published, "publish_errors", o.PublishErrors, "unchanged", o.Unchanged,
-			"reconciled", o.Reconciled, "reconnects", o.Reconnects)
+			"reconciled", o.Reconciled, "reconnects", o.Reconnects, "filtered", o.Filtered, "addrs_held", o.HeldBack)
 	}
 	return err
 }
