@@ -37,19 +37,7 @@ func TestEmbeddedPermissions(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Conn().Close() })
 
-	var mu sync.Mutex
-	var refused []string
-	nc, err := nats.Connect(srv.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if errors.Is(err, nats.ErrPermissionViolation) {
-			refused = append(refused, err.Error())
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, refused := refusalsConn(t, srv.ClientURL())
 	ch := make(chan *nats.Msg, 16)
 	if _, err := nc.ChanSubscribe(">", ch); err != nil {
 		t.Fatal(err)
@@ -83,9 +71,7 @@ func TestEmbeddedPermissions(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		mu.Lock()
-		r := strings.Join(refused, "\n")
-		mu.Unlock()
+		r := refused()
 		if strings.Contains(r, `Publish to "ev.x.h1.link.eth0.del"`) && strings.Contains(r, `Publish to "ev.x"`) {
 			break
 		}
@@ -189,19 +175,7 @@ func TestEmbeddedNoForgedReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var mu sync.Mutex
-	var refused []string
-	forger, err := nats.Connect(srv.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if errors.Is(err, nats.ErrPermissionViolation) {
-			refused = append(refused, err.Error())
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(forger.Close)
+	forger, refused := refusalsConn(t, srv.ClientURL())
 	// The forger sees every request and every inbox, and answers each
 	// request it sees first.
 	if _, err := forger.Subscribe(">", func(m *nats.Msg) {
@@ -286,10 +260,32 @@ func TestEmbeddedNoForgedReplies(t *testing.T) {
 		t.Errorf("watch: %s, want %s", got, want)
 	}
 
-	mu.Lock()
-	r := strings.Join(refused, "\n")
-	mu.Unlock()
-	if !strings.Contains(r, `Publish to "_INBOX.`) {
+	if r := refused(); !strings.Contains(r, `Publish to "_INBOX.`) {
 		t.Errorf("permission errors %q, want the forger's publishes on inboxes refused", r)
+	}
+}
+
+// refusalsConn connects to url without credentials and returns the
+// connection and a function that returns the permission violations the
+// server has reported to it so far, one per line.
+func refusalsConn(t *testing.T, url string) (*nats.Conn, func() string) {
+	t.Helper()
+	var mu sync.Mutex
+	var refused []string
+	nc, err := nats.Connect(url, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			refused = append(refused, err.Error())
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(refused, "\n")
 	}
 }

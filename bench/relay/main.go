@@ -233,52 +233,26 @@ func (r *relay) relay() error {
 	buf := make([]byte, 1<<20)
 	out := make([]byte, 0, 1<<21)
 	for {
-		var n uintptr
-		var e syscall.Errno
-		if r.rc == nil {
-			n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(r.nl), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-				unix.MSG_TRUNC, 0, 0)
-		} else if err := r.rc.Read(func(fd uintptr) bool {
-			n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-				unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
-			return e != unix.EAGAIN
-		}); err != nil {
-			return fmt.Errorf("netlink recv: %w", err)
-		}
-		switch e {
-		case 0:
-		case unix.EINTR:
-			continue
-		case unix.ENOBUFS:
-			// The kernel dropped notifications for us: nothing to
-			// relay; bench counts what arrives.
-			continue
-		default:
-			return fmt.Errorf("netlink recv: %w", e)
-		}
-		if int(n) > len(buf) {
-			return fmt.Errorf("netlink datagram of %d bytes, buffer %d", n, len(buf))
+		n, err := receive(r.nl, r.rc, buf)
+		if err != nil {
+			return err
 		}
 		out = out[:0]
-		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
-			l := int(*(*uint32)(unsafe.Pointer(&b[0])))
-			if l < unix.NLMSG_HDRLEN || l > len(b) {
-				break
-			}
+		eachMessage(buf[:n], func(m []byte) error {
 			out = append(out, "PUB "...)
 			out = append(out, r.subject...)
 			out = append(out, ' ')
-			out = strconv.AppendInt(out, int64(l), 10)
+			out = strconv.AppendInt(out, int64(len(m)), 10)
 			out = append(out, "\r\n"...)
-			out = append(out, b[:l]...)
+			out = append(out, m...)
 			out = append(out, "\r\n"...)
-			b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
-		}
+			return nil
+		})
 		if len(out) == 0 {
 			continue
 		}
 		r.wmu.Lock()
-		err := writeAll(r.fd, out)
+		err = writeAll(r.fd, out)
 		r.wmu.Unlock()
 		if err != nil {
 			return err
@@ -365,34 +339,59 @@ func runNATSGo(netns, server, subject string) error {
 	defer nc.Close()
 	buf := make([]byte, 1<<20)
 	for {
-		var n uintptr
-		var e syscall.Errno
-		if err := rc.Read(func(fd uintptr) bool {
-			n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-				unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
-			return e != unix.EAGAIN
-		}); err != nil {
-			return fmt.Errorf("netlink recv: %w", err)
+		n, err := receive(nl, rc, buf)
+		if err != nil {
+			return err
 		}
-		switch e {
-		case 0:
-		case unix.EINTR, unix.ENOBUFS:
-			continue
-		default:
-			return fmt.Errorf("netlink recv: %w", e)
-		}
-		if int(n) > len(buf) {
-			return fmt.Errorf("netlink datagram of %d bytes, buffer %d", n, len(buf))
-		}
-		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
-			l := int(*(*uint32)(unsafe.Pointer(&b[0])))
-			if l < unix.NLMSG_HDRLEN || l > len(b) {
-				break
-			}
-			if err := nc.Publish(subject, b[:l]); err != nil {
-				return fmt.Errorf("publish: %w", err)
-			}
-			b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+		if err := eachMessage(buf[:n], func(m []byte) error { return nc.Publish(subject, m) }); err != nil {
+			return fmt.Errorf("publish: %w", err)
 		}
 	}
+}
+
+// receive reads one datagram from the netlink socket nl into buf and
+// returns its length: with a raw blocking call when rc is nil, else
+// through the runtime's poller (rc). It returns 0 when there is nothing to
+// relay: a signal cut the call short, or the kernel dropped notifications
+// (ENOBUFS; the bench counts what arrives).
+func receive(nl int, rc syscall.RawConn, buf []byte) (int, error) {
+	var n uintptr
+	var e syscall.Errno
+	if rc == nil {
+		n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(nl), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			unix.MSG_TRUNC, 0, 0)
+	} else if err := rc.Read(func(fd uintptr) bool {
+		n, _, e = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+		return e != unix.EAGAIN
+	}); err != nil {
+		return 0, fmt.Errorf("netlink recv: %w", err)
+	}
+	switch e {
+	case 0:
+	case unix.EINTR, unix.ENOBUFS:
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("netlink recv: %w", e)
+	}
+	if int(n) > len(buf) {
+		return 0, fmt.Errorf("netlink datagram of %d bytes, buffer %d", n, len(buf))
+	}
+	return int(n), nil
+}
+
+// eachMessage calls f with each whole netlink message of the datagram b,
+// until f fails.
+func eachMessage(b []byte, f func(m []byte) error) error {
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(*(*uint32)(unsafe.Pointer(&b[0])))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			break
+		}
+		if err := f(b[:l]); err != nil {
+			return err
+		}
+		b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+	}
+	return nil
 }
