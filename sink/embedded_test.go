@@ -161,11 +161,7 @@ func TestEmbeddedNoForgedReplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
+	closeAtCleanup(t, s)
 	// nlbridge's own connection serves a request subject, as its dump
 	// service does.
 	if _, err := s.Conn().Subscribe("nlbridge.h.dump", func(m *nats.Msg) { m.Respond([]byte("genuine")) }); err != nil {

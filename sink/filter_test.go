@@ -230,3 +230,12 @@ func TestFilterRenameOutAndIn(t *testing.T) {
 		t.Errorf("resync published %v, want only its SYNC", got)
 	}
 }
+
+// closeAtCleanup closes s when the test ends, waiting 5 s at most.
+func closeAtCleanup(tb testing.TB, s *NATS) {
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+}

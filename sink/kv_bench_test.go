@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -74,10 +73,6 @@ func benchKVSink(b *testing.B) *NATS {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
+	closeAtCleanup(b, s)
 	return s
 }

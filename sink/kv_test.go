@@ -65,11 +65,7 @@ func newKVSinkLog(t *testing.T, url, host string, log *syncBuffer, change func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
+	closeAtCleanup(t, s)
 	return s
 }
 
