@@ -288,13 +288,18 @@ func runFleet(fs *flag.FlagSet, o *fleetOptions, args []string, stdout, stderr i
 	return 0
 }
 
+// addWatchFlag defines --watch, of show and hosts.
+func addWatchFlag(fs *flag.FlagSet, o *fleetOptions) {
+	fs.BoolVar(&o.watch, "watch", false, "keep the view on screen and redraw it as changes arrive, until interrupted")
+}
+
 // newShowFlags returns the flags of "nlbridge show", which set o.
 func newShowFlags(o *fleetOptions, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("nlbridge show", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addFleetFlags(fs, o)
 	fs.StringVar(&o.iface, "interface", "", "only the interfaces whose names match this `glob`")
-	fs.BoolVar(&o.watch, "watch", false, "keep the view on screen and redraw it as changes arrive, until interrupted")
+	addWatchFlag(fs, o)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: nlbridge show [--host GLOB] [--interface GLOB] [--json] [--watch] [--server URL] [--config FILE] [--bucket B] [--timeout 10s]\n\n"+
 			"Prints every interface of the fleet, one line each, sorted by host and index:\n\n"+
@@ -314,22 +319,13 @@ func newShowFlags(o *fleetOptions, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// redrawInterval is the least time between two redraws of show --watch.
+// redrawInterval is the least time between two redraws of --watch.
 const redrawInterval = 100 * time.Millisecond
 
 // show prints the fleet's interfaces once, or, with o.watch, again after
 // each batch of changes until ctx is cancelled.
 func show(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) error {
-	changed := make(chan struct{}, 1)
-	var onChange func(mirror.Change)
-	if o.watch {
-		onChange = func(mirror.Change) {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}
-	}
+	changed, onChange := changeSignal(o.watch)
 	f, err := openFleet(ctx, o, "nlbridge show", stderr, onChange)
 	if err != nil {
 		return err
@@ -343,12 +339,40 @@ func show(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) error {
 	if !o.watch {
 		return writeShow(stdout, f, showRows(snap, o.iface), false)
 	}
+	return watchFleet(ctx, o, "nlbridge show: "+f.source(), changed, stdout, func(w io.Writer) error {
+		return writeShow(w, f, showRows(f.m.Snapshot(), o.iface), true)
+	})
+}
 
+// changeSignal returns, for --watch, a channel that holds a value once
+// the Mirror reports a change, and the Mirror's callback that fills it;
+// without --watch, no callback.
+func changeSignal(watch bool) (chan struct{}, func(mirror.Change)) {
+	changed := make(chan struct{}, 1)
+	if !watch {
+		return changed, nil
+	}
+	return changed, func(mirror.Change) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watchFleet is --watch: it prints the view that render writes (one JSON
+// document per line with --json), then again after each batch of changes
+// signalled on changed, until ctx is cancelled. In a terminal it clears
+// the screen and redraws under title; otherwise it prints each new view
+// after the last, tables separated by an empty line. A view identical to
+// the last is not printed, and redraws come redrawInterval apart at most.
+func watchFleet(ctx context.Context, o fleetOptions, title string, changed <-chan struct{}, stdout io.Writer,
+	render func(io.Writer) error) error {
 	tty := isTerminal(stdout)
 	var last []byte
 	draw := func() error {
 		var b bytes.Buffer
-		if err := writeShow(&b, f, showRows(f.m.Snapshot(), o.iface), true); err != nil {
+		if err := render(&b); err != nil {
 			return err
 		}
 		if bytes.Equal(b.Bytes(), last) {
@@ -358,7 +382,7 @@ func show(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) error {
 		switch {
 		case tty:
 			// Home and clear, then a title the screen would otherwise lose.
-			fmt.Fprintf(stdout, "\x1b[H\x1b[2J%s %s, %s\n\n", "nlbridge show:", f.source(), time.Now().Format(time.TimeOnly))
+			fmt.Fprintf(stdout, "\x1b[H\x1b[2J%s, %s\n\n", title, time.Now().Format(time.TimeOnly))
 		case !o.json:
 			b.WriteByte('\n') // tables are separated by an empty line
 		}
@@ -535,8 +559,9 @@ func hostsCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o fleetOptions
 	addFleetFlags(fs, &o)
+	addWatchFlag(fs, &o)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: nlbridge hosts [--host GLOB] [--json] [--server URL] [--config FILE] [--bucket B] [--timeout 10s]\n\n"+
+		fmt.Fprint(stderr, "Usage: nlbridge hosts [--host GLOB] [--json] [--watch] [--server URL] [--config FILE] [--bucket B] [--timeout 10s]\n\n"+
 			"Prints every host the state bucket knows, one line each, sorted by name:\n\n"+
 			"  HOST    PRESENCE  SINCE                 BOOT              VERSION  LINKS  ADDRS\n"+
 			"  web-01  up        2026-12-02T06:00:00Z  5d64e52ef04fe2a7  0.1.0    3      4\n"+
@@ -547,16 +572,19 @@ func hostsCmd(args []string, stdout, stderr io.Writer) int {
 			"answered a dump request sent to every host, with PRESENCE \"answered\" and\n"+
 			"no version. --json prints one document, {\"source\",\"bucket\",\n"+
 			"\"hosts\":[{\"host\",\"presence\",\"since\",\"last_seen\",\"boot\",\"version\",\"links\",\n"+
-			"\"addrs\"}]}. Exits 1 when there is no complete view within --timeout, or no\n"+
-			"host.\n\n")
+			"\"addrs\"}]}. --watch prints the view again after each batch of changes (a\n"+
+			"host appearing or gone, its links and addresses counted), as show --watch\n"+
+			"does. Exits 1 when there is no complete view within --timeout, or no host.\n\n")
 		fs.PrintDefaults()
 	}
 	return runFleet(fs, &o, args, stdout, stderr, hosts)
 }
 
-// hosts prints the fleet's hosts once.
+// hosts prints the fleet's hosts once, or, with o.watch, again after each
+// batch of changes until ctx is cancelled.
 func hosts(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) error {
-	f, err := openFleet(ctx, o, "nlbridge hosts", stderr, nil)
+	changed, onChange := changeSignal(o.watch)
+	f, err := openFleet(ctx, o, "nlbridge hosts", stderr, onChange)
 	if err != nil {
 		return err
 	}
@@ -570,15 +598,26 @@ func hosts(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) error 
 		src += ": the hosts that answered"
 	}
 	fmt.Fprintf(stderr, "nlbridge hosts: %s\n", src)
+	if !o.watch {
+		return writeHosts(stdout, f, o, snap, false)
+	}
+	return watchFleet(ctx, o, "nlbridge hosts: "+src, changed, stdout, func(w io.Writer) error {
+		return writeHosts(w, f, o, f.m.Snapshot(), true)
+	})
+}
+
+// writeHosts writes the hosts of snap as a table, or with --json as one
+// document, on one line when oneLine is true.
+func writeHosts(w io.Writer, f *fleet, o fleetOptions, snap map[string]mirror.Host, oneLine bool) error {
 	rows := hostRows(snap, f.m.FromBucket())
 	if o.json {
 		doc := hostsDoc{Source: "dump", Hosts: rows}
 		if f.m.FromBucket() {
 			doc.Source, doc.Bucket = "bucket", o.bucket
 		}
-		return writeJSON(stdout, doc, false)
+		return writeJSON(w, doc, oneLine)
 	}
-	return writeTable(stdout, hostsTable(rows))
+	return writeTable(w, hostsTable(rows))
 }
 
 // Presences of hosts.

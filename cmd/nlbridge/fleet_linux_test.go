@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -346,6 +347,59 @@ func TestIntegrationShowWatch(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestIntegrationHostsWatch: hosts --watch into a pipe prints a new table
+// when a host's links change and when its presence goes (its bridge
+// stopped), each after the last with an empty line between.
+func TestIntegrationHostsWatch(t *testing.T) {
+	fa := newFleetHost(t, "fa", 1)
+	srv := jetStreamServer(t, 0, t.TempDir())
+	stop := runBridge(t, context.Background(), testConfig("fa", fa.ns, srv.ClientURL()))
+	waitFleetBucket(t, srv.ClientURL(), fa)
+
+	var o fleetOptions
+	fs := flag.NewFlagSet("nlbridge hosts", flag.ContinueOnError)
+	addFleetFlags(fs, &o)
+	addWatchFlag(fs, &o)
+	if err := fs.Parse([]string{"--server", srv.ClientURL(), "--watch"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.resolve(fs); err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- hosts(ctx, o, out, &lockedBuffer{}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("hosts --watch: %v", err)
+		}
+	}()
+	boot := regexp.MustCompile(`\b[0-9a-f]{16}\b`)
+	normalise := func(s string) string { return boot.ReplaceAllString(normaliseTimes(s), "BOOT") }
+	table := func(presence string, links int) string {
+		return "HOST  PRESENCE  SINCE                 BOOT              VERSION    LINKS  ADDRS\n" +
+			fmt.Sprintf("fa    %-8s  YYYY-MM-DDThh:mm:ssZ  BOOT  %s  %d      3\n\n", presence, version, links)
+	}
+	wait := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !strings.HasSuffix(normalise(out.String()), want); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("hosts --watch printed\n%s\nwant it to end with\n%s", normalise(out.String()), want)
+			}
+		}
+	}
+	first := table("up", 3)
+	wait(first)
+	fa.ns.AddVeth(t, "e2", "e3")
+	wait(first + table("up", 5))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	wait(first + table("up", 5) + table("gone", 5))
 }
 
 // waitFleetBucket waits until the bucket holds h's links, addresses and

@@ -37,7 +37,7 @@ func TestFleetFlagErrors(t *testing.T) {
 		{[]string{"hosts", "--control", "a..b"}, `--control: "a..b" has an empty token`},
 		{[]string{"show", "extra"}, `unexpected argument "extra"`},
 		{[]string{"hosts", "--interface", "x"}, "flag provided but not defined: -interface"},
-		{[]string{"hosts", "--watch"}, "flag provided but not defined: -watch"},
+		{[]string{"hosts", "--watch=maybe"}, `invalid boolean value "maybe" for -watch`},
 		{[]string{"show", "--config", "/nonexistent/nlbridge.yaml"}, "/nonexistent/nlbridge.yaml"},
 	}
 	for _, tt := range tests {
