@@ -555,11 +555,16 @@ func writeTable(w io.Writer, rows [][]string) error {
 // hostsCmd runs "nlbridge hosts": every host that the bucket, or a
 // fleet-wide dump request, knows.
 func hostsCmd(args []string, stdout, stderr io.Writer) int {
+	var o fleetOptions
+	return runFleet(newHostsFlags(&o, stderr), &o, args, stdout, stderr, hosts)
+}
+
+// newHostsFlags returns the flags of "nlbridge hosts", which set o.
+func newHostsFlags(o *fleetOptions, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("nlbridge hosts", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o fleetOptions
-	addFleetFlags(fs, &o)
-	addWatchFlag(fs, &o)
+	addFleetFlags(fs, o)
+	addWatchFlag(fs, o)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: nlbridge hosts [--host GLOB] [--json] [--watch] [--server URL] [--config FILE] [--bucket B] [--timeout 10s]\n\n"+
 			"Prints every host the state bucket knows, one line each, sorted by name:\n\n"+
@@ -577,7 +582,7 @@ func hostsCmd(args []string, stdout, stderr io.Writer) int {
 			"does. Exits 1 when there is no complete view within --timeout, or no host.\n\n")
 		fs.PrintDefaults()
 	}
-	return runFleet(fs, &o, args, stdout, stderr, hosts)
+	return fs
 }
 
 // hosts prints the fleet's hosts once, or, with o.watch, again after each

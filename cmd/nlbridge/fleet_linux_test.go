@@ -307,23 +307,7 @@ func TestIntegrationShowWatch(t *testing.T) {
 	waitFleetBucket(t, srv.ClientURL(), fa)
 
 	var o fleetOptions
-	fs := newShowFlags(&o, io.Discard)
-	if err := fs.Parse([]string{"--server", srv.ClientURL(), "--watch", "--interface", "e*"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.resolve(fs); err != nil {
-		t.Fatal(err)
-	}
-	out := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- show(ctx, o, out, &lockedBuffer{}) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("show --watch: %v", err)
-		}
-	}()
+	out := startFleetWatch(t, newShowFlags(&o, io.Discard), &o, show, "--server", srv.ClientURL(), "--watch", "--interface", "e*")
 	// Without lo, the MTU column is narrower.
 	var lines []string
 	for _, l := range fa.showLines(1, "fa    ") {
@@ -359,25 +343,7 @@ func TestIntegrationHostsWatch(t *testing.T) {
 	waitFleetBucket(t, srv.ClientURL(), fa)
 
 	var o fleetOptions
-	fs := flag.NewFlagSet("nlbridge hosts", flag.ContinueOnError)
-	addFleetFlags(fs, &o)
-	addWatchFlag(fs, &o)
-	if err := fs.Parse([]string{"--server", srv.ClientURL(), "--watch"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.resolve(fs); err != nil {
-		t.Fatal(err)
-	}
-	out := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- hosts(ctx, o, out, &lockedBuffer{}) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hosts --watch: %v", err)
-		}
-	}()
+	out := startFleetWatch(t, newHostsFlags(&o, io.Discard), &o, hosts, "--server", srv.ClientURL(), "--watch")
 	boot := regexp.MustCompile(`\b[0-9a-f]{16}\b`)
 	normalise := func(s string) string { return boot.ReplaceAllString(normaliseTimes(s), "BOOT") }
 	table := func(presence string, links int) string {
@@ -400,6 +366,31 @@ func TestIntegrationHostsWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(first + table("up", 5) + table("gone", 5))
+}
+
+// startFleetWatch parses args with fs into o and runs cmd (show or hosts) with
+// them until the test ends, its stdout going to the buffer returned; an
+// error it returns fails the test.
+func startFleetWatch(t *testing.T, fs *flag.FlagSet, o *fleetOptions,
+	cmd func(context.Context, fleetOptions, io.Writer, io.Writer) error, args ...string) *lockedBuffer {
+	t.Helper()
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.resolve(fs); err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd(ctx, *o, out, &lockedBuffer{}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", fs.Name(), err)
+		}
+	})
+	return out
 }
 
 // waitFleetBucket waits until the bucket holds h's links, addresses and
